@@ -1,0 +1,160 @@
+/* retort — the kernel table: the arithmetic behind every op, per device.
+ *
+ * Kernels see raw pointers and sizes, never tensors or the tape (nothing
+ * below autograd/ points back up). All float kernels are f32 in and out with
+ * f32 accumulation unless a comment says otherwise; tensors are row-major
+ * contiguous. Backward kernels ACCUMULATE into their gradient outputs
+ * (dst += ...), because a tensor used twice receives two contributions.
+ *
+ * kernels/cpu fills rt_kernels_cpu (OpenBLAS + OpenMP); kernels/cuda fills
+ * rt_kernels_cuda when the build has CUDA. A NULL entry means "this device
+ * has no kernel for it yet" and the op reports that as an error.
+ *
+ * Adding an op touches: this table (its kernel signatures), the CPU kernel,
+ * the CUDA kernel, the op's file in autograd/ (forward + backward side by
+ * side), and one row in tests/test_ops.c.
+ */
+#ifndef RT_KERNELS_H
+#define RT_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct rt_nf4_state; /* kernels/nf4.h */
+
+typedef enum { RT_ROPE_HF = 0, RT_ROPE_INTERLEAVED = 1 } rt_rope_layout;
+
+typedef struct rt_kernels {
+    const char *name;
+
+    /* ---- memory (bytes) ---- */
+    void *(*malloc)(size_t bytes);          /* NULL on OOM */
+    void (*free)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);     /* same device */
+    void (*upload)(void *dst, const void *host, size_t bytes);  /* host -> device */
+    void (*download)(void *host, const void *src, size_t bytes);/* device -> host */
+    /* dtype conversion of n elements (f32 <-> bf16/f16). */
+    void (*convert)(int64_t n, const void *src, int src_dtype, void *dst, int dst_dtype);
+
+    /* ---- elementwise, with row broadcasting: b has nb elements and is
+     *      repeated along a (n % nb == 0; nb == n means no broadcast) ---- */
+    void (*add)(int64_t n, int64_t nb, const float *a, const float *b, float *out);
+    void (*mul)(int64_t n, int64_t nb, const float *a, const float *b, float *out);
+    void (*scale)(int64_t n, float alpha, const float *x, float *out);    /* out = alpha*x */
+    void (*axpy)(int64_t n, float alpha, const float *x, float *y);       /* y += alpha*x */
+    /* out[c] += sum_r x[r*cols+c] * (y ? y[r*cols+c] : 1)  — reduces a
+     * broadcast operand's gradient */
+    void (*sum_rows)(int64_t rows, int64_t cols, const float *x, const float *y, float *out);
+    /* out[i] += g[i] * b[i % nb] */
+    void (*mul_acc)(int64_t n, int64_t nb, const float *g, const float *b, float *out);
+
+    /* ---- GEMM: for each batch i < batch,
+     *   C_i = alpha * op(A_i) @ op(B_i) + beta * C_i,
+     * op(A_i) is [M,K] (A_i stored [M,K], or [K,M] when ta), op(B_i) is
+     * [K,N] (stored [K,N], or [N,K] when tb), C_i is [M,N]; X_i = X + i*strideX
+     * (stride 0 broadcasts one matrix over the batch). ---- */
+    void (*gemm)(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t strideA, const float *B, int64_t strideB, float beta,
+                 float *C, int64_t strideC);
+
+    /* ---- embedding: out[i,:] = W[ids[i],:]; backward dW[ids[i],:] += dout[i,:] ---- */
+    void (*embedding)(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out);
+    void (*embedding_bwd)(int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dW);
+
+    /* ---- RMSNorm over the last dim: y = x * rstd * w, rstd = 1/sqrt(mean(x^2)+eps)
+     *      (Zhang & Sennrich 2019; HF LlamaRMSNorm). rstd[rows] saved for backward. ---- */
+    void (*rmsnorm)(int64_t rows, int64_t dim, const float *x, const float *w, float eps,
+                    float *y, float *rstd);
+    void (*rmsnorm_bwd)(int64_t rows, int64_t dim, const float *x, const float *w,
+                        const float *rstd, const float *dy, float *dx, float *dw);
+
+    /* ---- RoPE (Su et al. 2021) on x[B,T,H,Dh] with positions pos[B*T]:
+     *   angle(p, i) = p * theta^(-2i/Dh), i < Dh/2, pairs (i, i+Dh/2) for
+     *   RT_ROPE_HF (rotate-half) or (2i, 2i+1) for RT_ROPE_INTERLEAVED (llama2.c).
+     *   inverse rotates by -angle (the backward). out may equal x. ---- */
+    void (*rope)(int64_t B, int64_t T, int64_t H, int64_t Dh, const float *x, const int32_t *pos,
+                 float theta, int layout, bool inverse, float *out);
+
+    /* ---- activations ---- */
+    void (*silu)(int64_t n, const float *x, float *y);
+    void (*silu_bwd)(int64_t n, const float *x, const float *dy, float *dx);
+    /* y = silu(gate) * up (Shazeer 2020) */
+    void (*swiglu)(int64_t n, const float *gate, const float *up, float *y);
+    void (*swiglu_bwd)(int64_t n, const float *gate, const float *up, const float *dy,
+                       float *dgate, float *dup);
+
+    /* ---- softmax / log-softmax over the last dim (rows x cols) ---- */
+    void (*softmax)(int64_t rows, int64_t cols, const float *x, float *y);
+    void (*softmax_bwd)(int64_t rows, int64_t cols, const float *y, const float *dy, float *dx);
+    void (*log_softmax)(int64_t rows, int64_t cols, const float *x, float *y);
+    void (*log_softmax_bwd)(int64_t rows, int64_t cols, const float *y, const float *dy, float *dx);
+
+    /* ---- causal scaled-dot-product attention with grouped-query heads
+     *   q[B,Tq,H,Dh], k,v[B,Tk,Hkv,Dh] (H % Hkv == 0, query head h reads kv head
+     *   h / (H/Hkv)), out[B,Tq,H,Dh]; query i sits at position Tk-Tq+i and sees keys
+     *   j <= Tk-Tq+i; with seg (i32 [B,T], only when Tq == Tk) also only keys with
+     *   seg[j] == seg[i] (packed samples). scale = 1/sqrt(Dh).
+     *   lse[B,H,Tq] = logsumexp of the scaled scores, saved for backward. ---- */
+    void (*attention)(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
+                      const float *q, const float *k, const float *v, const int32_t *seg,
+                      float *out, float *lse);
+    void (*attention_bwd)(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
+                          const float *q, const float *k, const float *v, const int32_t *seg,
+                          const float *out, const float *lse, const float *dout,
+                          float *dq, float *dk, float *dv);
+
+    /* ---- dropout (inverted: kept values scaled by 1/(1-p)); the mask of
+     *   element i is a pure function of (seed, i) so backward and activation
+     *   recomputation regenerate it instead of storing it. ---- */
+    void (*dropout)(int64_t n, float p, uint64_t seed, const float *x, float *y);
+
+    /* ---- cross-entropy over logits[N,V] with labels[N] (ignore_index rows
+     *   contribute nothing): nll[i] = lse_i - x[i,label_i] (0 for ignored);
+     *   lse[N] saved. Backward: dx[i,:] += g * (softmax(x_i) - onehot(label_i)). ---- */
+    void (*cross_entropy)(int64_t N, int64_t V, const float *logits, const int32_t *labels,
+                          int32_t ignore_index, float *nll, float *lse);
+    void (*cross_entropy_bwd)(int64_t N, int64_t V, const float *logits, const int32_t *labels,
+                              int32_t ignore_index, const float *lse, float g, float *dlogits);
+
+    /* ---- KL(p_t || q_s) per row at temperature T, p_t = softmax(t/T),
+     *   q_s = softmax(s/T): kl[i] = sum_v p_t (log p_t - log q_s); rows with
+     *   mask[i] == 0 give 0 (mask may be NULL). Backward w.r.t. s:
+     *   ds[i,:] += g_i * (q_s - p_t) / T. ---- */
+    void (*kl_div)(int64_t N, int64_t V, const float *s, const float *t, float T,
+                   const uint8_t *mask, float *kl);
+    void (*kl_div_bwd)(int64_t N, int64_t V, const float *s, const float *t, float T,
+                       const uint8_t *mask, float g, float *ds);
+
+    /* ---- permute a contiguous tensor of up to 4 dims: out dim d is in dim perm[d] ---- */
+    void (*permute)(int ndim, const int64_t *shape, const int *perm, const float *x, float *out);
+
+    /* ---- NF4 (kernels/nf4.h): dequantize rows [r0,r1) of a [rows,cols]
+     *   NF4 weight into out[(r1-r0)*cols] f32. ---- */
+    void (*nf4_dequant_rows)(const uint8_t *packed, const struct rt_nf4_state *st, int64_t cols,
+                             int64_t r0, int64_t r1, float *out);
+
+    /* ---- reductions for the optimizer and logging ---- */
+    double (*sumsq)(int64_t n, const float *x);        /* sum x^2 in f64 */
+    bool (*all_finite)(int64_t n, const float *x);
+} rt_kernels;
+
+extern const rt_kernels rt_kernels_cpu;
+#ifdef RETORT_HAVE_CUDA
+extern const rt_kernels rt_kernels_cuda;
+#endif
+
+/* The table for a device (rt_device from autograd/tensor.h as int, so this
+ * header needs nothing above it); NULL when the build lacks that device. */
+const rt_kernels *rt_kernels_for(int device);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs retort's build dependencies (Debian/Ubuntu, as root or with sudo)
+# and builds it into build/. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+PKGS="cmake make gcc g++ libopenblas-dev libopenmpi-dev openmpi-bin libzstd-dev libyaml-dev libcjson-dev"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${RETORT_CMAKE_ARGS:-} >/dev/null
+cmake --build build -j"$(nproc)"

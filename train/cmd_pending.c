@@ -1,0 +1,15 @@
+/* Subcommands whose implementation has not landed yet: they say so and exit 2,
+ * so `retort --help` can list the whole planned surface. Each moves to its
+ * own cmd_*.c file when it is implemented. */
+#include "kernels/error.h"
+#include "train/commands.h"
+
+static int pending(const char *name) {
+    rt_errorf(RT_EINPUT, "'retort %s' is not implemented yet in this build", name);
+    return rt_cmd_fail(RT_EINPUT);
+}
+
+int rt_cmd_finetune(int argc, char **argv) { (void)argc; (void)argv; return pending("finetune"); }
+int rt_cmd_distill(int argc, char **argv) { (void)argc; (void)argv; return pending("distill"); }
+int rt_cmd_merge(int argc, char **argv) { (void)argc; (void)argv; return pending("merge"); }
+int rt_cmd_quantize(int argc, char **argv) { (void)argc; (void)argv; return pending("quantize"); }

@@ -1,0 +1,87 @@
+/* retort — the Llama-architecture decoder, built from autograd ops (one path
+ * for training, evaluation and generation).
+ *
+ * Covers Llama 2/3, TinyLlama, SmolLM, Mistral (no sliding window) and Qwen2
+ * (q/k/v biases): token embedding, per layer RMSNorm -> grouped-query
+ * attention with RoPE (HF rotate-half layout: every model is held in HF
+ * layout, llama2.c checkpoints are permuted at load) -> residual -> RMSNorm
+ * -> SwiGLU MLP -> residual, final RMSNorm, tied or untied output head.
+ * Every projection is an rt_lora_linear (train/lora.h).
+ */
+#ifndef RT_LLAMA_H
+#define RT_LLAMA_H
+
+#include "autograd/ops.h"
+#include "train/llama_config.h"
+#include "train/lora.h"
+
+typedef enum {
+    RT_PROJ_Q, RT_PROJ_K, RT_PROJ_V, RT_PROJ_O, RT_PROJ_GATE, RT_PROJ_UP, RT_PROJ_DOWN,
+    RT_PROJ_COUNT
+} rt_proj;
+
+/* "q_proj", ... and the HF module path "self_attn.q_proj", "mlp.gate_proj". */
+const char *rt_proj_name(rt_proj p);
+const char *rt_proj_path(rt_proj p);
+/* Parses a PEFT target_modules entry; -1 if unknown. */
+int rt_proj_parse(const char *name);
+
+typedef struct {
+    rt_device device;
+    bool load_in_4bit;       /* frozen projections as NF4 (bitsandbytes layout) */
+    int nf4_blocksize;       /* 64 */
+    bool double_quant;       /* bnb_4bit_use_double_quant */
+    /* LoRA: r == 0 means no adapters. targets: bit (1 << rt_proj) per module. */
+    int lora_r;
+    float lora_alpha, lora_dropout;
+    bool use_rslora;
+    unsigned lora_targets;
+    uint64_t seed;           /* LoRA A init */
+} rt_llama_opts;
+
+typedef struct {
+    rt_tensor *input_layernorm, *post_attention_layernorm;  /* [D] */
+    rt_lora_linear proj[RT_PROJ_COUNT];
+} rt_llama_layer;
+
+typedef struct rt_llama {
+    rt_llama_config cfg;
+    rt_llama_opts opts;
+    rt_tensor *embed_tokens;   /* [V, D] */
+    rt_tensor *norm;           /* [D] */
+    rt_tensor *lm_head;        /* [V, D]; == embed_tokens when tied */
+    rt_llama_layer *layers;    /* [L] */
+    rt_params params;          /* trainable parameters (LoRA A/B), flat */
+    bool gradient_checkpointing;
+} rt_llama;
+
+/* Loads an HF directory or a llama2.c .bin (train/weights.h), converting
+ * weights to f32 on opts->device (NF4 for the projections with
+ * load_in_4bit), and creates LoRA adapters as opts says. *out owned by the
+ * caller (rt_llama_free). RT_EINPUT for a bad path/file/config. */
+rt_status rt_llama_load(const char *path, const rt_llama_opts *opts, rt_llama **out);
+void rt_llama_free(rt_llama *m);
+
+/* ids, pos i32 [B, T]; seg i32 [B, T] or NULL (sample packing: attention
+ * stays within a segment, positions restart per sample) -> logits [B, T, V]. */
+rt_tensor *rt_llama_forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
+                            rt_tensor *seg);
+
+/* ---- generation with a KV cache (no-grad, batch 1) ---- */
+typedef struct rt_kv_cache {
+    int n_layers;
+    int max_len, len;          /* capacity and tokens cached */
+    rt_tensor **k, **v;        /* per layer [1, max_len, Hkv, Dh], persistent */
+} rt_kv_cache;
+
+rt_status rt_kv_cache_init(rt_kv_cache *c, const rt_llama *m, int max_len);
+void rt_kv_cache_free(rt_kv_cache *c);
+/* Feeds n tokens after the cached ones; returns the logits of the last,
+ * [V] f32 copied to host memory `logits_out`. ctx must be in no-grad mode. */
+rt_status rt_llama_decode(rt_ctx *ctx, rt_llama *m, rt_kv_cache *c, const int32_t *ids, int n,
+                          float *logits_out);
+
+/* Number of frozen and trainable parameters. */
+int64_t rt_llama_n_params(const rt_llama *m);
+
+#endif
