@@ -6,8 +6,9 @@
  * which recomputes the probabilities (FlashAttention-2), so memory stays
  * O(T) per head instead of O(T^2).
  *
- * The op is for full sequences (Tq == Tk == T). The kernel also supports
- * Tq < Tk for KV-cache decoding, which generation calls directly (no grad).
+ * k and v may be longer than q (Tk > Tq: KV-cache decoding, where query i
+ * sits at position Tk - Tq + i); that form is forward-only, so it is
+ * refused when a gradient would be needed, and takes no segments.
  */
 #include "autograd/ops.h"
 
@@ -36,13 +37,18 @@ rt_tensor *rt_attention(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *v, r
                            "attention: q %s, k %s, v %s must be 4-D f32 tensors on %s", sq, sk,
                            sv, rt_device_name(ctx->device));
     const int64_t B = q->shape[0], T = q->shape[1], H = q->shape[2], Dh = q->shape[3];
-    const int64_t Hkv = k->shape[2];
-    if (!rt_same_shape(k, v) || k->shape[0] != B || k->shape[1] != T || k->shape[3] != Dh ||
-        Hkv < 1 || H % Hkv != 0)
+    const int64_t Hkv = k->shape[2], Tk = k->shape[1];
+    if (!rt_same_shape(k, v) || k->shape[0] != B || Tk < T || k->shape[3] != Dh || Hkv < 1 ||
+        H % Hkv != 0)
         return rt_ctx_fail(ctx, RT_EINTERNAL,
-                           "attention: q %s [B,T,H,Dh] needs k, v [B,T,Hkv,Dh] with H %% Hkv == 0; "
-                           "got k %s, v %s",
+                           "attention: q %s [B,T,H,Dh] needs k, v [B,Tk>=T,Hkv,Dh] with H %% Hkv "
+                           "== 0; got k %s, v %s",
                            sq, sk, sv);
+    bool needs_grad = !ctx->no_grad && (q->requires_grad || k->requires_grad || v->requires_grad);
+    if (Tk != T && (seg || needs_grad))
+        return rt_ctx_fail(ctx, RT_EINTERNAL,
+                           "attention: keys longer than queries (KV cache) is forward-only and "
+                           "takes no segments");
     if (seg && (seg->dtype != RT_I32 || seg->device != ctx->device || seg->ndim != 2 ||
                 seg->shape[0] != B || seg->shape[1] != T)) {
         char ss[64];
@@ -56,7 +62,7 @@ rt_tensor *rt_attention(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *v, r
     rt_tensor *out = rt_new_like(ctx, q);
     rt_tensor *lse = rt_new(ctx, RT_F32, 3, (int64_t[]){B, H, T});
     if (!out || !lse) return NULL;
-    ctx->k->attention(B, T, T, H, Hkv, Dh, q->data, k->data, v->data, seg ? seg->data : NULL,
+    ctx->k->attention(B, T, Tk, H, Hkv, Dh, q->data, k->data, v->data, seg ? seg->data : NULL,
                       out->data, lse->data);
     rt_node *n = rt_record(ctx, "attention", attention_backward, out, 4,
                            (rt_tensor *[]){q, k, v, seg});

@@ -38,6 +38,7 @@ typedef enum {
     RT_OP_PERMUTE,
     RT_OP_SLICE,
     RT_OP_CHECKPOINT,
+    RT_OP_KD_LOSS,
     RT_OP_COUNT
 } rt_op;
 
@@ -99,6 +100,79 @@ rt_tensor *rt_cross_entropy(rt_ctx *ctx, rt_tensor *logits, rt_tensor *labels, f
  * as in rt_cross_entropy. Differentiable in student only. */
 rt_tensor *rt_kl_div(rt_ctx *ctx, rt_tensor *student, rt_tensor *teacher, rt_tensor *labels,
                      float temperature, float denom);
+
+/* ---- distillation losses (autograd/op_kd.c, kernels/cpu/kd.c) ----
+ *
+ * Per row (token position), at temperature T > 0 with p = teacher
+ * softmax(t/T) and q = student softmax(s/T):
+ *   RT_KD_FORWARD_KL  KL(p||q) = sum_v p log(p/q)   (Hinton et al. 2015,
+ *                     "Distilling the Knowledge in a Neural Network")
+ *   RT_KD_REVERSE_KL  KL(q||p) = sum_v q log(q/p)   (mode seeking; MiniLLM,
+ *                     Gu et al. 2024)
+ *   RT_KD_JSD         generalized JSD_beta = beta KL(p||M) + (1-beta) KL(q||M),
+ *                     M = beta p + (1-beta) q (GKD, Agarwal et al. 2024, "On-
+ *                     Policy Distillation of Language Models"; TRL's
+ *                     GKDTrainer.generalized_jsd_loss, Liger's LigerJSD).
+ *                     0 <= JSD_beta <= H(beta) = -beta ln beta - (1-beta) ln(1-beta)
+ *                     (ln 2 at beta = 0.5). beta == 0 is computed EXACTLY as
+ *                     forward KL and beta == 1 exactly as reverse KL, as TRL
+ *                     and Liger do: at the endpoints M equals q (resp. p) and
+ *                     the surviving term has weight 0, so the mixture formula
+ *                     is identically 0 there. Near the endpoints
+ *                     JSD_beta ~ beta KL(p||q) (resp. (1-beta) KL(q||p)), so the
+ *                     loss scale is discontinuous at beta in {0, 1}: GKD's
+ *                     "beta interpolates between forward and reverse KL" holds
+ *                     for the direction of the gradient, not its size.
+ * The loss is the scalar T^2 * sum_rows D / denom, the T^2 keeping gradient
+ * magnitudes comparable across temperatures (Hinton et al.); rows whose label
+ * is RT_IGNORE_INDEX contribute nothing (labels NULL: every row counts);
+ * denom as in rt_cross_entropy (<= 0: the number of rows that count; no row
+ * counts: loss 0, gradient 0). Gradient flows to the student only.
+ *
+ * Top-k teacher (teacher_ids != NULL): a cached or online teacher keeps only
+ * its k most likely tokens per row: teacher = log p at those ids (f32
+ * [..., k], already at temperature T, e.g. from rt_kd_topk) and teacher_ids
+ * (i32 [..., k], distinct per row, in [0, V)). The two distributions are then
+ * compared on k+1 buckets: the k teacher tokens, plus one "rest" bucket for
+ * everything else, holding p_rest = 1 - sum_k p and the student's
+ * q_rest = sum of q over the V-k tokens outside the teacher's top-k. The
+ * student is thus still pushed to put (only) p_rest on the tail as a whole,
+ * instead of either ignoring the tail (which lets the student's tail mass
+ * grow unchecked) or renormalising the teacher's top-k (which claims the
+ * teacher puts zero mass there). Numerical care: q_rest is summed over the
+ * complement (the ids are sorted per row), never formed as 1 - sum_k q, which
+ * would cancel catastrophically when the top-k holds almost all the mass;
+ * both rest masses are clamped at 1e-12 before their logs (p_rest is only as
+ * exact as the f32 log-probs it comes from, ~1e-7 absolute, and may round
+ * slightly negative; its weight is clamped at 0). Below the clamp the value
+ * saturates while the gradient keeps its unclamped form (bounded: q_v/q_rest
+ * <= 1 on the tail), which still pushes the student's tail mass toward
+ * p_rest. With k == V the rest bucket
+ * is empty and dropped, and the loss equals the full one up to the rounding
+ * of the given log-probs. */
+typedef enum { RT_KD_FORWARD_KL, RT_KD_REVERSE_KL, RT_KD_JSD } rt_kd_kind;
+
+/* student f32 [..., V]; teacher: full logits f32 of the student's shape
+ * (teacher_ids NULL), or top-k log-probs f32 [..., k] with teacher_ids i32 of
+ * the same shape (rows: numel / k must equal the student's, 1 <= k <= V);
+ * labels i32 [...] (one per row, in [0, V) or RT_IGNORE_INDEX) or NULL.
+ * beta is used by RT_KD_JSD only and must lie in [0, 1]. Returns a 0-dim f32
+ * tensor. Errors (RT_EINPUT): T <= 0, beta outside [0, 1], a teacher id
+ * outside [0, V) or repeated within a row, a label outside the vocabulary;
+ * shape/dtype/device mismatches are RT_EINTERNAL. */
+rt_tensor *rt_kd_loss(rt_ctx *ctx, rt_tensor *student, rt_tensor *teacher, rt_tensor *teacher_ids,
+                      rt_tensor *labels, rt_kd_kind kind, float beta, float temperature, float denom);
+
+/* No-grad helper: the top k of each row of teacher logits f32 [..., V] (on the
+ * ctx device) at temperature T -> *ids i32 [..., k] and *logp f32 [..., k] =
+ * log softmax(t/T) at those ids (the softmax over all V), in descending
+ * order, ties broken by the lower id. Used by the online top-k path and by
+ * the teacher-logit cache, so both see identical numbers. The outputs are
+ * arena tensors of ctx (freed by rt_ctx_reset), never recorded on the tape.
+ * Errors: k outside [1, V] or T <= 0 (RT_EINPUT), a bad teacher tensor or a
+ * missing kernel (RT_EINTERNAL); *ids and *logp are NULL then. */
+rt_status rt_kd_topk(rt_ctx *ctx, rt_tensor *teacher_logits, int k, float temperature,
+                     rt_tensor **ids, rt_tensor **logp);
 
 /* A view with another shape of the same numel (shares data). */
 rt_tensor *rt_reshape(rt_ctx *ctx, rt_tensor *x, int ndim, const int64_t *shape);

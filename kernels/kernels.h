@@ -140,6 +140,31 @@ typedef struct rt_kernels {
     void (*nf4_dequant_rows)(const uint8_t *packed, const struct rt_nf4_state *st, int64_t cols,
                              int64_t r0, int64_t r1, float *out);
 
+    /* ---- knowledge distillation (autograd/op_kd.c; formulas and the top-k
+     *   "rest" bucket: kernels/cpu/kd.c and rt_kd_loss in autograd/ops.h).
+     *   kind: 0 forward KL(p||q), 1 reverse KL(q||p), 2 generalized JSD_beta
+     *   (the values of rt_kd_kind; JSD with beta 0 / 1 is computed as forward /
+     *   reverse KL). With a = 1/T: q = softmax(a*s) over s[N,V] (student) and
+     *   p = softmax(a*t) over t[N,V] (full) or p = exp(logp) at ids (top-k,
+     *   ids i32 [N,K] distinct per row, in [0,V), logp f32 [N,K] already at T).
+     *   Forward writes D_i (no T^2 factor; 0 for rows with mask[i] == 0, mask
+     *   may be NULL) to loss[N]. Backward: ds[i,:] += g * dD_i/ds_i (which
+     *   includes the 1/T of the chain rule). Per-row sums in double. ---- */
+    void (*kd_loss)(int64_t N, int64_t V, const float *s, const float *t, float T, int kind,
+                    float beta, const uint8_t *mask, float *loss);
+    void (*kd_loss_bwd)(int64_t N, int64_t V, const float *s, const float *t, float T, int kind,
+                        float beta, const uint8_t *mask, float g, float *ds);
+    void (*kd_topk_loss)(int64_t N, int64_t V, int64_t K, const float *s, const int32_t *ids,
+                         const float *logp, float T, int kind, float beta, const uint8_t *mask,
+                         float *loss);
+    void (*kd_topk_loss_bwd)(int64_t N, int64_t V, int64_t K, const float *s, const int32_t *ids,
+                             const float *logp, float T, int kind, float beta,
+                             const uint8_t *mask, float g, float *ds);
+    /* top-K of each row of t[N,V] (1 <= K <= V): ids[N,K] in descending order
+     *   of t, ties by lower id, and logp[N,K] = log softmax(t/T) at those ids. */
+    void (*kd_topk)(int64_t N, int64_t V, int64_t K, const float *t, float T, int32_t *ids,
+                    float *logp);
+
     /* ---- reductions for the optimizer and logging ---- */
     double (*sumsq)(int64_t n, const float *x);        /* sum x^2 in f64 */
     bool (*all_finite)(int64_t n, const float *x);

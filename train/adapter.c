@@ -39,8 +39,8 @@ rt_status rt_llama_add_lora(rt_llama *m, int r, float alpha, float dropout, bool
             l->dropout = dropout;
         }
     }
-    /* Padded to 64 elements so ZeRO-1 shards (dist/) split evenly. */
-    RT_TRY(rt_params_finalize(&m->params, 64));
+    /* Padded so ZeRO-1 shards (dist/zero1.h) split evenly. */
+    RT_TRY(rt_params_finalize(&m->params, m->opts.pad_multiple > 0 ? m->opts.pad_multiple : 64));
     for (int li = 0; li < m->cfg.num_hidden_layers; li++)
         for (int p = 0; p < RT_PROJ_COUNT; p++)
             if (m->layers[li].proj[p].lora_A)

@@ -9,7 +9,4 @@ static int pending(const char *name) {
     return rt_cmd_fail(RT_EINPUT);
 }
 
-int rt_cmd_finetune(int argc, char **argv) { (void)argc; (void)argv; return pending("finetune"); }
 int rt_cmd_distill(int argc, char **argv) { (void)argc; (void)argv; return pending("distill"); }
-int rt_cmd_merge(int argc, char **argv) { (void)argc; (void)argv; return pending("merge"); }
-int rt_cmd_quantize(int argc, char **argv) { (void)argc; (void)argv; return pending("quantize"); }

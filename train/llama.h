@@ -37,6 +37,7 @@ typedef struct {
     bool use_rslora;
     unsigned lora_targets;
     uint64_t seed;           /* LoRA A init */
+    int64_t pad_multiple;    /* flat parameter buffer padding (ZeRO-1 shards); 0: 64 */
 } rt_llama_opts;
 
 typedef struct {

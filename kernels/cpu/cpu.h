@@ -58,6 +58,20 @@ void rt_cpu_kl_div(int64_t N, int64_t V, const float *s, const float *t, float T
 void rt_cpu_kl_div_bwd(int64_t N, int64_t V, const float *s, const float *t, float T,
                        const uint8_t *mask, float g, float *ds);
 
+/* kd.c */
+void rt_cpu_kd_loss(int64_t N, int64_t V, const float *s, const float *t, float T, int kind,
+                    float beta, const uint8_t *mask, float *loss);
+void rt_cpu_kd_loss_bwd(int64_t N, int64_t V, const float *s, const float *t, float T, int kind,
+                        float beta, const uint8_t *mask, float g, float *ds);
+void rt_cpu_kd_topk_loss(int64_t N, int64_t V, int64_t K, const float *s, const int32_t *ids,
+                         const float *logp, float T, int kind, float beta, const uint8_t *mask,
+                         float *loss);
+void rt_cpu_kd_topk_loss_bwd(int64_t N, int64_t V, int64_t K, const float *s, const int32_t *ids,
+                             const float *logp, float T, int kind, float beta,
+                             const uint8_t *mask, float g, float *ds);
+void rt_cpu_kd_topk(int64_t N, int64_t V, int64_t K, const float *t, float T, int32_t *ids,
+                    float *logp);
+
 /* attention.c */
 void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
                       const float *q, const float *k, const float *v, const int32_t *seg,

@@ -41,6 +41,11 @@ const rt_kernels rt_kernels_cpu = {
     .kl_div_bwd = rt_cpu_kl_div_bwd,
     .permute = rt_cpu_permute,
     .nf4_dequant_rows = rt_cpu_nf4_dequant_rows,
+    .kd_loss = rt_cpu_kd_loss,
+    .kd_loss_bwd = rt_cpu_kd_loss_bwd,
+    .kd_topk_loss = rt_cpu_kd_topk_loss,
+    .kd_topk_loss_bwd = rt_cpu_kd_topk_loss_bwd,
+    .kd_topk = rt_cpu_kd_topk,
     .sumsq = rt_cpu_sumsq,
     .all_finite = rt_cpu_all_finite,
 };

@@ -1,0 +1,20 @@
+/* retort — the pieces of `retort finetune` that `retort distill` reuses. */
+#ifndef RT_FINETUNE_H
+#define RT_FINETUNE_H
+
+#include "dist/zero1.h"
+#include "train/llama.h"
+#include "train/recipe.h"
+#include "train/tokenizer.h"
+
+/* argv[1] is the recipe path, argv[2..] key=value overrides; validated. On
+ * error r is freed. */
+rt_status rt_finetune_load_recipe(int argc, char **argv, rt_recipe *r);
+/* The recipe's device (auto: cuda when the build and the machine have it). */
+rt_status rt_finetune_device(const rt_recipe *r, rt_device *dev);
+/* Tokenizer and base model (NF4 when load_in_4bit) with the recipe's LoRA
+ * adapters; the caller frees both (also on error). */
+rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_llama **m,
+                            rt_tokenizer **tok);
+
+#endif
