@@ -27,14 +27,15 @@ static bool check_f32(rt_ctx *ctx, const char *what, const rt_tensor *x) {
 
 /* u8 row mask on the device from i32 labels (NULL labels: *mask = NULL, all
  * N rows count). false + ctx error on a bad label tensor or value. */
-static bool label_mask(rt_ctx *ctx, const rt_tensor *labels, int64_t N, int64_t V,
-                       rt_tensor **mask, int64_t *count) {
+static bool label_mask(rt_ctx *ctx, const rt_tensor *labels, int64_t N, int64_t V, rt_tensor **mask,
+                       int64_t *count) {
     *mask = NULL;
     *count = N;
     if (!labels) return true;
     if (labels->dtype != RT_I32 || labels->device != ctx->device || rt_numel(labels) != N) {
         char s[64];
-        rt_ctx_fail(ctx, RT_EINTERNAL, "kd_loss: labels must be i32 on %s with %lld elements, got %s %s",
+        rt_ctx_fail(ctx, RT_EINTERNAL,
+                    "kd_loss: labels must be i32 on %s with %lld elements, got %s %s",
                     rt_device_name(ctx->device), (long long)N, rt_dtype_name(labels->dtype),
                     rt_shape_str(labels, s, sizeof s));
         return false;
@@ -119,14 +120,16 @@ static void kd_loss_backward(rt_ctx *ctx, rt_node *n) {
 }
 
 rt_tensor *rt_kd_loss(rt_ctx *ctx, rt_tensor *student, rt_tensor *teacher, rt_tensor *teacher_ids,
-                      rt_tensor *labels, rt_kd_kind kind, float beta, float temperature, float denom) {
+                      rt_tensor *labels, rt_kd_kind kind, float beta, float temperature,
+                      float denom) {
     if (!student || !teacher) return NULL;
     if (!check_f32(ctx, "student", student) || !check_f32(ctx, "teacher", teacher)) return NULL;
     const int64_t V = student->shape[student->ndim - 1], N = rt_numel(student) / V;
     const int64_t K = teacher->shape[teacher->ndim - 1];
     char a[64], b[64];
     if (!teacher_ids && !rt_same_shape(student, teacher))
-        return rt_ctx_fail(ctx, RT_EINTERNAL, "kd_loss: student %s and teacher logits %s differ in shape",
+        return rt_ctx_fail(ctx, RT_EINTERNAL,
+                           "kd_loss: student %s and teacher logits %s differ in shape",
                            rt_shape_str(student, a, sizeof a), rt_shape_str(teacher, b, sizeof b));
     if (teacher_ids) {
         if (teacher_ids->dtype != RT_I32 || teacher_ids->device != ctx->device ||
@@ -141,7 +144,8 @@ rt_tensor *rt_kd_loss(rt_ctx *ctx, rt_tensor *student, rt_tensor *teacher, rt_te
             return rt_ctx_fail(ctx, RT_EINTERNAL,
                                "kd_loss: top-k teacher %s does not fit student %s (need the same "
                                "number of rows and k <= V)",
-                               rt_shape_str(teacher, a, sizeof a), rt_shape_str(student, b, sizeof b));
+                               rt_shape_str(teacher, a, sizeof a),
+                               rt_shape_str(student, b, sizeof b));
     }
     if (kind != RT_KD_FORWARD_KL && kind != RT_KD_REVERSE_KL && kind != RT_KD_JSD)
         return rt_ctx_fail(ctx, RT_EINPUT, "kd_loss: unknown divergence kind %d", (int)kind);
@@ -172,8 +176,8 @@ rt_tensor *rt_kd_loss(rt_ctx *ctx, rt_tensor *student, rt_tensor *teacher, rt_te
     if (!rows || !loss || !h) return rt_ctx_fail(ctx, RT_EINTERNAL, "%s", rt_error_message());
     const uint8_t *m = mask ? mask->data : NULL;
     if (topk)
-        ctx->k->kd_topk_loss(N, V, K, student->data, teacher_ids->data, teacher->data,
-                             temperature, (int)kind, beta, m, rows->data);
+        ctx->k->kd_topk_loss(N, V, K, student->data, teacher_ids->data, teacher->data, temperature,
+                             (int)kind, beta, m, rows->data);
     else
         ctx->k->kd_loss(N, V, student->data, teacher->data, temperature, (int)kind, beta, m,
                         rows->data);
@@ -205,7 +209,8 @@ rt_status rt_kd_topk(rt_ctx *ctx, rt_tensor *teacher_logits, int k, float temper
     if (!t || t->dtype != RT_F32 || t->device != ctx->device || t->ndim < 1 ||
         t->shape[t->ndim - 1] <= 0) {
         if (!t) return rt_errorf(RT_EINTERNAL, "kd_topk: no teacher logits");
-        return rt_errorf(RT_EINTERNAL, "kd_topk: teacher logits must be f32 [..., V] on %s, got %s %s %s",
+        return rt_errorf(RT_EINTERNAL,
+                         "kd_topk: teacher logits must be f32 [..., V] on %s, got %s %s %s",
                          rt_device_name(ctx->device), rt_dtype_name(t->dtype),
                          rt_device_name(t->device), rt_shape_str(t, s, sizeof s));
     }
@@ -213,12 +218,14 @@ rt_status rt_kd_topk(rt_ctx *ctx, rt_tensor *teacher_logits, int k, float temper
     if (k < 1 || k > V)
         return rt_errorf(RT_EINPUT, "kd_topk: k = %d must lie in [1, V = %lld]", k, (long long)V);
     if (!(temperature > 0))
-        return rt_errorf(RT_EINPUT, "kd_topk: temperature must be > 0, got %g", (double)temperature);
+        return rt_errorf(RT_EINPUT, "kd_topk: temperature must be > 0, got %g",
+                         (double)temperature);
     if (!ctx->k->kd_topk) return rt_errorf(RT_EINTERNAL, "kd_topk: no %s kernel", ctx->k->name);
     int64_t shape[RT_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     shape[t->ndim - 1] = k;
-    rt_tensor *i_out = rt_new(ctx, RT_I32, t->ndim, shape), *l_out = rt_new(ctx, RT_F32, t->ndim, shape);
+    rt_tensor *i_out = rt_new(ctx, RT_I32, t->ndim, shape),
+              *l_out = rt_new(ctx, RT_F32, t->ndim, shape);
     if (!i_out || !l_out) return RT_EINTERNAL; /* rt_new set the message */
     ctx->k->kd_topk(N, V, k, t->data, temperature, i_out->data, l_out->data);
     *ids = i_out;

@@ -147,9 +147,8 @@ rt_tensor *rt_kl_div(rt_ctx *ctx, rt_tensor *student, rt_tensor *teacher, rt_ten
  * slightly negative; its weight is clamped at 0). Below the clamp the value
  * saturates while the gradient keeps its unclamped form (bounded: q_v/q_rest
  * <= 1 on the tail), which still pushes the student's tail mass toward
- * p_rest. With k == V the rest bucket
- * is empty and dropped, and the loss equals the full one up to the rounding
- * of the given log-probs. */
+ * p_rest. With k == V the rest bucket is empty and dropped, and the loss
+ * equals the full one up to the rounding of the given log-probs. */
 typedef enum { RT_KD_FORWARD_KL, RT_KD_REVERSE_KL, RT_KD_JSD } rt_kd_kind;
 
 /* student f32 [..., V]; teacher: full logits f32 of the student's shape
@@ -161,7 +160,8 @@ typedef enum { RT_KD_FORWARD_KL, RT_KD_REVERSE_KL, RT_KD_JSD } rt_kd_kind;
  * outside [0, V) or repeated within a row, a label outside the vocabulary;
  * shape/dtype/device mismatches are RT_EINTERNAL. */
 rt_tensor *rt_kd_loss(rt_ctx *ctx, rt_tensor *student, rt_tensor *teacher, rt_tensor *teacher_ids,
-                      rt_tensor *labels, rt_kd_kind kind, float beta, float temperature, float denom);
+                      rt_tensor *labels, rt_kd_kind kind, float beta, float temperature,
+                      float denom);
 
 /* No-grad helper: the top k of each row of teacher logits f32 [..., V] (on the
  * ctx device) at temperature T -> *ids i32 [..., k] and *logp f32 [..., k] =

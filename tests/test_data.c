@@ -298,6 +298,8 @@ static void test_alpaca(void) {
     rt_dataset_example(tr, 1, &tk, &tg, &m);
     k = 1;
     while (!tg[k]) k++;
+    int32_t hi[512];
+    memcpy(hi, tk, (size_t)m * 4);
     rt_dataset_free(tr), rt_dataset_free(va), rt_recipe_free(&r);
     /* T = k + 2: BOS + prompt (k tokens) + 3 response tokens = T + 1 */
     recipe(&r, p, "alpaca", (int)k + 2, 0);
@@ -306,7 +308,7 @@ static void test_alpaca(void) {
     int64_t m2;
     CHECK(rt_dataset_examples(tr) == 1, "the long input prompt is dropped");
     rt_dataset_example(tr, 0, &tk2, &tg, &m2);
-    CHECK(m2 == k + 3 && !memcmp(tk2, tk, (size_t)m2 * 4) && tg[k] && tg[k + 2], "truncated to T + 1 = %lld",
+    CHECK(m2 == k + 3 && !memcmp(tk2, hi, (size_t)m2 * 4) && tg[k] && tg[k + 2], "truncated to T + 1 = %lld",
           (long long)m2);
     rt_dataset_free(tr), rt_dataset_free(va), rt_recipe_free(&r);
 }
@@ -412,6 +414,16 @@ static void test_order(void) {
                 rt_data_train_batch(tr, &single, 4 * s + 2 * m + i, 0, &c);
                 formula &= !memcmp(c.ids, a.ids + i * 32, 32 * 4) && !memcmp(c.labels, a.labels + i * 32, 32 * 4);
             }
+        }
+        /* world 2, accum 2, B 1, rank 1: micro m is position 4s + 2m + 1 */
+        rt_data_plan w2a2 = {1, 2, 2, 1, 7};
+        for (int m = 0; m < 2; m++) {
+            rt_batch d;
+            rt_batch_alloc(&d, 1, 32);
+            rt_data_train_batch(tr, &w2a2, s, m, &d);
+            rt_data_train_batch(tr, &single, 4 * s + 2 * m + 1, 0, &c);
+            formula &= same_batch(&c, &d);
+            rt_batch_free(&d);
         }
         tsum &= rt_data_step_targets(tr, &one, s) == sum && rt_data_step_targets(tr, &two0, s) == sum &&
                 rt_data_step_targets(tr, &two1, s) == sum;

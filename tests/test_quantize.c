@@ -18,6 +18,7 @@
 #include "autograd/ops.h"
 #include "tests/testutil.h"
 #include "train/adapter.h"
+#include "train/half.h"
 #include "train/llama.h"
 #include "train/nf4_io.h"
 
@@ -523,6 +524,110 @@ static void test_merge(const char *bin) {
     rt_llama_free(ma);
 }
 
+/* ---- bf16 models keep their dtype ----------------------------------------- */
+
+static void test_bf16(const char *bin) {
+    rt_weights *w = NULL;
+    rt_llama_config c;
+    if (rt_weights_open(bin, &w, &c)) return;
+    const char *dir = tmp_path("bf16");
+    mkdir(dir, 0777);
+    size_t n = rt_weights_count(w);
+    rt_st_tensor *ts = calloc(n, sizeof *ts);
+    uint16_t **bufs = calloc(n, sizeof *bufs);
+    for (size_t i = 0; i < n; i++) {
+        const rt_st_tensor *t = rt_weights_get(w, i);
+        int64_t k = rt_st_numel(t);
+        bufs[i] = malloc((size_t)k * 2);
+        for (int64_t j = 0; j < k; j++) bufs[i][j] = rt_f32_to_bf16(((const float *)t->data)[j]);
+        ts[i] = *t;
+        ts[i].dtype = RT_ST_BF16;
+        ts[i].data = bufs[i];
+        ts[i].nbytes = (size_t)k * 2;
+    }
+    char p[1100];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    rt_st_write(p, ts, n, NULL);
+    snprintf(c.torch_dtype, sizeof c.torch_dtype, "bfloat16");
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    rt_llama_config_save(&c, p);
+    rt_weights_close(w);
+
+    const char *qdir = tmp_path("bf16q");
+    CHECK(rt_nf4_write_hf(dir, qdir, 64, true) == RT_OK, "quantize bf16: %s", rt_error_message());
+    rt_weights *wb = NULL, *wq = NULL;
+    const char *name = "model.layers.4.mlp.gate_proj.weight";
+    if (rt_weights_open(dir, &wb, &c) == RT_OK && rt_weights_open(qdir, &wq, &c) == RT_OK) {
+        rt_st_dtype dt = RT_ST_F32;
+        CHECK(rt_nf4_weight_dtype(wq, name, &dt) == RT_OK && dt == RT_ST_BF16, "quant_state dtype bfloat16");
+        CHECK(!strcmp(c.torch_dtype, "bfloat16"), "quantized config keeps torch_dtype");
+        const rt_st_tensor *e = rt_weights_find(wq, "model.embed_tokens.weight");
+        CHECK(e && e->dtype == RT_ST_BF16, "embeddings stay bf16");
+        int64_t k = 172 * 64;
+        float *f = malloc((size_t)k * 4);
+        const uint16_t *src = rt_weights_find(wb, name)->data;
+        for (int64_t j = 0; j < k; j++) f[j] = rt_bf16_to_f32(src[j]);
+        uint8_t *ref = malloc((size_t)k / 2);
+        rt_nf4_state rs;
+        rt_nf4_quantize(f, k, 64, true, ref, &rs);
+        const rt_st_tensor *pk = rt_weights_find(wq, name);
+        CHECK(pk && memcmp(pk->data, ref, (size_t)k / 2) == 0, "bf16 weight quantized from its exact values");
+        free(f);
+        free(ref);
+        rt_nf4_state_free(&rs);
+    } else {
+        CHECK(0, "open bf16 dirs: %s", rt_error_message());
+    }
+
+    /* merge into the bf16 NF4 base: projections come back as bf16 */
+    const char *mdir = tmp_path("bf16m");
+    CHECK(rt_merge_write_hf(qdir, tmp_path("adapter"), mdir) == RT_OK, "merge bf16 NF4: %s", rt_error_message());
+    rt_weights *wm = NULL;
+    if (wq && rt_weights_open(mdir, &wm, &c) == RT_OK) {
+        CHECK(!strcmp(c.torch_dtype, "bfloat16"), "merged torch_dtype %s", c.torch_dtype);
+        const rt_st_tensor *t = rt_weights_find(wm, name);
+        const rt_st_tensor *e = rt_weights_find(wm, "model.embed_tokens.weight");
+        CHECK(t && t->dtype == RT_ST_BF16 && e && e->dtype == RT_ST_BF16, "merged tensors bf16");
+        /* gate_proj is adapted: bf16(dequant(W) + 2 B A), B and A from the adapter file */
+        rt_safetensors *ad = NULL;
+        rt_st_open(tmp_path("adapter/adapter_model.safetensors"), &ad);
+        const rt_st_tensor *A = ad ? rt_st_find(ad, "base_model.model.model.layers.4.mlp.gate_proj.lora_A.weight") : NULL;
+        const rt_st_tensor *B = ad ? rt_st_find(ad, "base_model.model.model.layers.4.mlp.gate_proj.lora_B.weight") : NULL;
+        uint8_t *packed = NULL;
+        rt_nf4_state st;
+        bool found;
+        const int64_t shape[2] = {172, 64};
+        int bad = 0, changed = 0;
+        if (t && A && B && rt_nf4_from_weights(wq, name, shape, &packed, &st, &found) == RT_OK && found) {
+            float *W = malloc(172 * 64 * 4);
+            rt_nf4_dequantize(packed, &st, W);
+            for (int i = 0; i < 172; i++)
+                for (int j = 0; j < 64; j++) {
+                    double acc = 0;
+                    for (int r = 0; r < 4; r++)
+                        acc += (double)((const float *)B->data)[i * 4 + r] * ((const float *)A->data)[r * 64 + j];
+                    float want = (float)(W[i * 64 + j] + 2.0 * acc);
+                    float got = rt_bf16_to_f32(((const uint16_t *)t->data)[i * 64 + j]);
+                    bad += fabsf(got - want) > fabsf(want) * (1.0f / 256) + 1e-30f;
+                    changed += got != rt_bf16_to_f32(rt_f32_to_bf16(W[i * 64 + j]));
+                }
+            free(W);
+        } else {
+            bad = -1;
+        }
+        CHECK(bad == 0 && changed > 1000, "bf16 merged gate_proj = bf16(W + 2 B A) (%d off, %d changed)", bad, changed);
+        free(packed);
+        rt_nf4_state_free(&st);
+        rt_st_close(ad);
+        rt_weights_close(wm);
+    }
+    rt_weights_close(wb);
+    rt_weights_close(wq);
+    for (size_t i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(ts);
+}
+
 /* ---- CLI ------------------------------------------------------------------- */
 
 static int run(const char *args, const char *log) {
@@ -575,6 +680,7 @@ int main(void) {
     test_load_tensor(bin);
     test_corrupt();
     test_merge(bin);
+    test_bf16(bin);
     test_cli(bin, tok);
     return rt_test_summary();
 }

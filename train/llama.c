@@ -7,6 +7,7 @@
 
 #include "kernels/nf4.h"
 #include "train/adapter.h"
+#include "train/nf4_io.h"
 #include "train/weights.h"
 
 static const char *const proj_names[RT_PROJ_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
@@ -59,6 +60,11 @@ static rt_status load_dense(const rt_weights *w, const char *name, int ndim, con
 /* A frozen projection weight, quantized to NF4 when asked. */
 static rt_status load_proj(const rt_weights *w, const char *name, const int64_t *shape,
                            const rt_llama_opts *o, rt_tensor **out) {
+    /* Stored as NF4 (bitsandbytes layout, train/nf4_io.h): keep the
+     * checkpoint's own codes when load_in_4bit, else dequantize to f32. */
+    bool nf4;
+    RT_TRY(rt_nf4_load_tensor(w, name, shape, o->load_in_4bit, o->device, out, &nf4));
+    if (nf4) return RT_OK;
     if (!o->load_in_4bit) return load_dense(w, name, 2, shape, o->device, out);
     if (o->device != RT_CPU)
         return rt_errorf(RT_EINPUT, "load_in_4bit on %s is not supported by this build yet",
