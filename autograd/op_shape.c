@@ -13,6 +13,7 @@ static const char *const op_names[RT_OP_COUNT] = {
     [RT_OP_CROSS_ENTROPY] = "cross_entropy", [RT_OP_KL_DIV] = "kl_div",
     [RT_OP_RESHAPE] = "reshape",             [RT_OP_PERMUTE] = "permute",
     [RT_OP_SLICE] = "slice",                 [RT_OP_CHECKPOINT] = "checkpoint",
+    [RT_OP_KD_LOSS] = "kd_loss",
 };
 
 const char *rt_op_name(rt_op op) {

@@ -20,7 +20,8 @@ typedef enum {
 } rt_status;
 
 /* Sets the message (printf format) and returns `code`, so callers can write
- * `return rt_errorf(RT_EINPUT, "%s: truncated header", path);`. */
+ * `return rt_errorf(RT_EINPUT, "%s: truncated header", path);`. The current
+ * message may be an argument (to prefix context to it). */
 rt_status rt_errorf(rt_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

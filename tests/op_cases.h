@@ -43,5 +43,7 @@ extern const rt_op_case rt_op_cases_a[];
 extern const int rt_n_op_cases_a;
 extern const rt_op_case rt_op_cases_b[];
 extern const int rt_n_op_cases_b;
+extern const rt_op_case rt_op_cases_c[];
+extern const int rt_n_op_cases_c;
 
 #endif

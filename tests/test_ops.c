@@ -1,4 +1,4 @@
-/* retort — the table-driven op test (rows: tests/op_cases_a.c, op_cases_b.c;
+/* retort — the table-driven op test (rows: tests/op_cases_a.c, op_cases_b.c, op_cases_c.c;
  * contract: tests/op_cases.h) plus a few dedicated checks that do not fit a
  * row (checkpoint vs. plain, dropout statistics, error paths).
  *
@@ -390,15 +390,23 @@ static void check_errors(void) {
 }
 
 int main(void) {
-    int n = rt_n_op_cases_a + rt_n_op_cases_b;
+    /* Every case file's rows, in order. */
+    const struct { const rt_op_case *rows; int n; } files[] = {
+        {rt_op_cases_a, rt_n_op_cases_a},
+        {rt_op_cases_b, rt_n_op_cases_b},
+        {rt_op_cases_c, rt_n_op_cases_c},
+    };
+    int n = 0;
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) n += files[f].n;
     case_run *runs = calloc((size_t)n, sizeof *runs);
-    for (int k = 0; k < n; k++)
-        runs[k].c = k < rt_n_op_cases_a ? &rt_op_cases_a[k] : &rt_op_cases_b[k - rt_n_op_cases_a];
+    int k0 = 0;
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++)
+        for (int i = 0; i < files[f].n; i++) runs[k0++].c = &files[f].rows[i];
 
     for (int op = 0; op < RT_OP_COUNT; op++) {
         bool found = false;
         for (int k = 0; k < n; k++) found |= runs[k].c->op == (rt_op)op;
-        CHECK(found, "op %s has no row in rt_op_cases_a or rt_op_cases_b", rt_op_name((rt_op)op));
+        CHECK(found, "op %s has no row in tests/op_cases_*.c", rt_op_name((rt_op)op));
     }
 
     printf("%-13s | %-62s | %9s | %9s | %s\n", "op", "case", "fwd err", "grad err", "pass");
