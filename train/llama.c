@@ -163,9 +163,97 @@ rt_status rt_llama_load(const char *path, const rt_llama_opts *opts, rt_llama **
     return RT_OK;
 }
 
+/* ---- a fresh, fully trainable model ---------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Box-Muller on two uniforms in (0, 1]. */
+static float normal(uint64_t *s) {
+    double u1 = ((double)(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
+    double u2 = (double)(splitmix64(s) >> 11) * 0x1.0p-53;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static rt_tensor *declare(rt_llama *m, int ndim, const int64_t *shape, const char *fmt, int layer) {
+    char name[128];
+    snprintf(name, sizeof name, fmt, layer);
+    return rt_params_add(&m->params, name, ndim, shape);
+}
+
+rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, float init_std,
+                       rt_llama **out) {
+    RT_TRY(rt_llama_config_check(cfg, "student_config"));
+    if (opts->lora_r != 0) return rt_errorf(RT_EINTERNAL, "rt_llama_new: a new model has no adapters");
+    rt_llama *m = calloc(1, sizeof *m);
+    if (!m) return rt_errorf(RT_EINTERNAL, "out of memory");
+    m->cfg = *cfg;
+    m->opts = *opts;
+    m->full = true;
+    rt_params_init(&m->params, opts->device);
+    m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
+    if (!m->layers) {
+        free(m);
+        return rt_errorf(RT_EINTERNAL, "out of memory");
+    }
+    int64_t emb[2] = {cfg->vocab_size, cfg->hidden_size}, D = cfg->hidden_size;
+    bool ok = (m->embed_tokens = declare(m, 2, emb, "model.embed_tokens.weight", 0)) != NULL;
+    for (int li = 0; ok && li < cfg->num_hidden_layers; li++) {
+        rt_llama_layer *L = &m->layers[li];
+        ok &= (L->input_layernorm = declare(m, 1, &D, "model.layers.%d.input_layernorm.weight", li)) != NULL;
+        ok &= (L->post_attention_layernorm =
+                   declare(m, 1, &D, "model.layers.%d.post_attention_layernorm.weight", li)) != NULL;
+        for (int p = 0; ok && p < RT_PROJ_COUNT; p++) {
+            int64_t shape[2];
+            char fmt[96];
+            proj_shape(cfg, p, shape);
+            snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.weight", proj_paths[p]);
+            ok &= (L->proj[p].weight = declare(m, 2, shape, fmt, li)) != NULL;
+            if (cfg->attention_bias && p <= RT_PROJ_V) {
+                snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.bias", proj_paths[p]);
+                ok &= (L->proj[p].bias = declare(m, 1, shape, fmt, li)) != NULL;
+            }
+        }
+    }
+    ok = ok && (m->norm = declare(m, 1, &D, "model.norm.weight", 0)) != NULL;
+    if (ok) m->lm_head = cfg->tie_word_embeddings ? m->embed_tokens
+                                                   : declare(m, 2, emb, "lm_head.weight", 0);
+    rt_status s = ok && m->lm_head ? rt_params_finalize(&m->params, opts->pad_multiple > 0 ? opts->pad_multiple : 64)
+                                   : rt_errorf(RT_EINTERNAL, "out of memory");
+    if (s == RT_OK) {
+        float *host = malloc((size_t)m->params.numel * sizeof *host);
+        if (!host) s = rt_errorf(RT_EINTERNAL, "out of memory");
+        uint64_t seed = opts->seed;
+        for (int i = 0; host && i < m->params.count; i++) {
+            const rt_tensor *t = m->params.tensors[i];
+            float *dst = host + m->params.offsets[i];
+            bool norm = strstr(t->name, "norm.weight") != NULL, bias = strstr(t->name, ".bias") != NULL;
+            for (int64_t j = 0; j < rt_numel(t); j++)
+                dst[j] = norm ? 1.0f : bias ? 0.0f : init_std * normal(&seed);
+        }
+        if (host) {
+            for (int64_t j = m->params.numel_used; j < m->params.numel; j++) host[j] = 0.0f;
+            rt_kernels_for(opts->device)->upload(m->params.data, host, (size_t)m->params.numel * sizeof *host);
+        }
+        free(host);
+    }
+    if (s != RT_OK) {
+        rt_llama_free(m);
+        return s;
+    }
+    *out = m;
+    return RT_OK;
+}
+
+bool rt_llama_is_full(const rt_llama *m) { return m->full; }
+
 void rt_llama_free(rt_llama *m) {
     if (!m) return;
-    if (m->layers) {
+    if (m->layers && !m->full) { /* a full model's weights live in m->params */
         for (int li = 0; li < m->cfg.num_hidden_layers; li++) {
             rt_llama_layer *L = &m->layers[li];
             free_frozen(L->input_layernorm);
@@ -175,11 +263,13 @@ void rt_llama_free(rt_llama *m) {
                 free_frozen(L->proj[p].bias);
             }
         }
-        free(m->layers);
     }
-    if (m->lm_head != m->embed_tokens) free_frozen(m->lm_head);
-    free_frozen(m->embed_tokens);
-    free_frozen(m->norm);
+    free(m->layers);
+    if (!m->full) {
+        if (m->lm_head != m->embed_tokens) free_frozen(m->lm_head);
+        free_frozen(m->embed_tokens);
+        free_frozen(m->norm);
+    }
     rt_params_free(&m->params);
     free(m);
 }
@@ -191,9 +281,10 @@ int64_t rt_llama_n_params(const rt_llama *m) {
         int64_t s[2];
         proj_shape(c, p, s);
         n += (int64_t)c->num_hidden_layers * s[0] * s[1];
+        if (c->attention_bias && p <= RT_PROJ_V) n += (int64_t)c->num_hidden_layers * s[0];
     }
     n += (int64_t)c->num_hidden_layers * 2 * c->hidden_size;
-    return n + m->params.numel_used;
+    return m->full ? m->params.numel_used : n + m->params.numel_used;
 }
 
 /* ---- forward ----------------------------------------------------------------- */

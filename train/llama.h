@@ -54,6 +54,7 @@ typedef struct rt_llama {
     rt_llama_layer *layers;    /* [L] */
     rt_params params;          /* trainable parameters (LoRA A/B), flat */
     bool gradient_checkpointing;
+    bool full;                 /* every weight in params (rt_llama_new) */
 } rt_llama;
 
 /* Loads an HF directory or a llama2.c .bin (train/weights.h), converting
@@ -62,6 +63,18 @@ typedef struct rt_llama {
  * caller (rt_llama_free). RT_EINPUT for a bad path/file/config. */
 rt_status rt_llama_load(const char *path, const rt_llama_opts *opts, rt_llama **out);
 void rt_llama_free(rt_llama *m);
+
+/* A new model of the given shape with EVERY weight trainable (in
+ * m->params, under its HF name), for distilling into a fresh student:
+ * matrices and embeddings ~ N(0, init_std^2), norms 1, biases 0 (as HF's
+ * LlamaPreTrainedModel._init_weights), from a generator seeded with
+ * opts->seed. opts' LoRA fields must be zero. */
+rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, float init_std,
+                       rt_llama **out);
+
+/* True when every weight is trainable (rt_llama_new): the model is saved as
+ * a full HF model rather than as an adapter. */
+bool rt_llama_is_full(const rt_llama *m);
 
 /* ids, pos i32 [B, T]; seg i32 [B, T] or NULL (sample packing: attention
  * stays within a segment, positions restart per sample) -> logits [B, T, V]. */

@@ -43,7 +43,11 @@
  * and elementwise.c (kernels/cpu has no shared private header). */
 static inline float fast_expf(float x) {
     const float lo = -87.33654f, hi = 88.37626f;
-    const float xc = x < lo ? lo : (x > hi ? hi : x);
+    /* Every operation runs unconditionally (only selects are conditional):
+     * gcc will not if-convert a compare or multiply that might trap, and
+     * without if-conversion the loop does not vectorise. */
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
     /* Adding 1.5*2^23 rounds x/ln2 to an integer n held in the low mantissa
      * bits of t (no float->int conversion needed, so SSE2 vectorises it). */
     const float shifter = 12582912.0f;
@@ -63,8 +67,8 @@ static inline float fast_expf(float x) {
      * vectoriser sees plain register moves */
     union { float f; uint32_t u; } tb = {.f = t}, sc;
     sc.u = (tb.u - 0x4B400000u + 127u) << 23;
-    const float scale = sc.f;
-    return x < lo ? 0.0f : p * scale;
+    const float y = p * sc.f;
+    return x < lo ? 0.0f : y;
 }
 
 static inline float dotf(int64_t n, const float *a, const float *b) {
