@@ -100,7 +100,10 @@ rt_status rt_backward_from(rt_ctx *ctx, rt_tensor *out, const float *dout);
  * fn without recording and keeps only the output; backward re-runs fn with
  * the same dropout stream, backpropagates through the recomputed block and
  * frees its activations again. Parameters read inside fn get their
- * gradients as usual. */
+ * gradients as usual. Any other tensor fn reads besides x must either need
+ * no gradient (frozen weights, positions) or have its gradient allocated
+ * before backward (rt_grad): a gradient first created during the recompute
+ * would be freed with the recompute's activations. */
 typedef rt_tensor *(*rt_block_fn)(rt_ctx *ctx, void *user, rt_tensor *x);
 rt_tensor *rt_checkpoint(rt_ctx *ctx, rt_block_fn fn, void *user, rt_tensor *x);
 

@@ -3,17 +3,9 @@
 #include "autograd/ops.h"
 
 static const char *const op_names[RT_OP_COUNT] = {
-    [RT_OP_EMBEDDING] = "embedding",         [RT_OP_MATMUL] = "matmul",
-    [RT_OP_LINEAR] = "linear",               [RT_OP_ADD] = "add",
-    [RT_OP_MUL] = "mul",                     [RT_OP_SCALE] = "scale",
-    [RT_OP_RMSNORM] = "rmsnorm",             [RT_OP_ROPE] = "rope",
-    [RT_OP_SILU] = "silu",                   [RT_OP_SWIGLU] = "swiglu",
-    [RT_OP_SOFTMAX] = "softmax",             [RT_OP_LOG_SOFTMAX] = "log_softmax",
-    [RT_OP_ATTENTION] = "attention",         [RT_OP_DROPOUT] = "dropout",
-    [RT_OP_CROSS_ENTROPY] = "cross_entropy", [RT_OP_KL_DIV] = "kl_div",
-    [RT_OP_RESHAPE] = "reshape",             [RT_OP_PERMUTE] = "permute",
-    [RT_OP_SLICE] = "slice",                 [RT_OP_CHECKPOINT] = "checkpoint",
-    [RT_OP_KD_LOSS] = "kd_loss",
+#define RT_OP_NAME(id, name) [RT_OP_##id] = name,
+    RT_OPS(RT_OP_NAME)
+#undef RT_OP_NAME
 };
 
 const char *rt_op_name(rt_op op) {

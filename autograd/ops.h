@@ -16,29 +16,35 @@
 extern "C" {
 #endif
 
-/* Every op, so tests/test_ops.c can check that each one has a test row. */
+/* Every op, once: its enum value and its name (tests/test_ops.c checks that
+ * each one has a test row). */
+#define RT_OPS(X) \
+    X(EMBEDDING, "embedding") \
+    X(MATMUL, "matmul") \
+    X(LINEAR, "linear") \
+    X(ADD, "add") \
+    X(MUL, "mul") \
+    X(SCALE, "scale") \
+    X(RMSNORM, "rmsnorm") \
+    X(ROPE, "rope") \
+    X(SILU, "silu") \
+    X(SWIGLU, "swiglu") \
+    X(SOFTMAX, "softmax") \
+    X(LOG_SOFTMAX, "log_softmax") \
+    X(ATTENTION, "attention") \
+    X(DROPOUT, "dropout") \
+    X(CROSS_ENTROPY, "cross_entropy") \
+    X(KL_DIV, "kl_div") \
+    X(RESHAPE, "reshape") \
+    X(PERMUTE, "permute") \
+    X(SLICE, "slice") \
+    X(CHECKPOINT, "checkpoint") \
+    X(KD_LOSS, "kd_loss")
+
 typedef enum {
-    RT_OP_EMBEDDING,
-    RT_OP_MATMUL,
-    RT_OP_LINEAR,
-    RT_OP_ADD,
-    RT_OP_MUL,
-    RT_OP_SCALE,
-    RT_OP_RMSNORM,
-    RT_OP_ROPE,
-    RT_OP_SILU,
-    RT_OP_SWIGLU,
-    RT_OP_SOFTMAX,
-    RT_OP_LOG_SOFTMAX,
-    RT_OP_ATTENTION,
-    RT_OP_DROPOUT,
-    RT_OP_CROSS_ENTROPY,
-    RT_OP_KL_DIV,
-    RT_OP_RESHAPE,
-    RT_OP_PERMUTE,
-    RT_OP_SLICE,
-    RT_OP_CHECKPOINT,
-    RT_OP_KD_LOSS,
+#define RT_OP_ENUM(id, name) RT_OP_##id,
+    RT_OPS(RT_OP_ENUM)
+#undef RT_OP_ENUM
     RT_OP_COUNT
 } rt_op;
 

@@ -10,9 +10,11 @@
  * rt_kernels_cuda when the build has CUDA. A NULL entry means "this device
  * has no kernel for it yet" and the op reports that as an error.
  *
- * Adding an op touches: this table (its kernel signatures), the CPU kernel,
- * the CUDA kernel, the op's file in autograd/ (forward + backward side by
- * side), and one row in tests/test_ops.c.
+ * Adding an op touches six places: its row in RT_OPS and its declaration in
+ * autograd/ops.h, its kernel signatures here, the CPU kernel (+ its line in
+ * kernels/cpu/table.c), the CUDA kernel (+ kernels/cuda/table.cu), the op's
+ * own autograd/op_*.c (forward and backward side by side), and one row in
+ * tests/op_cases_*.c.
  */
 #ifndef RT_KERNELS_H
 #define RT_KERNELS_H

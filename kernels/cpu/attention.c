@@ -37,17 +37,28 @@
  * reduction done with ln2 split in a high part with few bits and a low part
  * (Cody & Waite 1980) so that n*ln2_hi is exact; exp(r) by its Taylor series
  * to r^7 (truncation below 6e-9 relative); 2^n put straight into the exponent
- * bits. About 2 ulp from the exact value (bench/bench_kernels.c --check).
- * x below -87.3 (including -inf: masked scores) gives exactly 0, x above 88.3
- * saturates near 2^127.5, NaN stays NaN. Identical copies live in softmax.c
- * and elementwise.c (kernels/cpu has no shared private header). */
+ * bits. Within 2 ulp of exp() (1.02e-7 relative over [-87.3, 88.3]; see
+ * bench/bench_kernels.c --check). x below -87.33654 (including -inf: masked
+ * scores) gives exactly 0, x above 88.37626 saturates at 2.4e38, NaN stays NaN.
+ *
+ * The range handling works on the bit pattern on purpose: with float
+ * compares gcc (-O2, -ftrapping-math) threads the clamped paths into
+ * constants and then refuses to if-convert the trapping arithmetic, and the
+ * loop stays scalar. As unsigned, a float below lo (negative, larger
+ * magnitude, or -NaN) has bits above lo's; as signed, a float above hi has
+ * bits above hi's; integer min/select never trap.
+ *
+ * Identical copies live in softmax.c and elementwise.c (kernels/cpu has no
+ * shared private header); keep them in step. */
 static inline float fast_expf(float x) {
-    const float lo = -87.33654f, hi = 88.37626f;
-    /* Every operation runs unconditionally (only selects are conditional):
-     * gcc will not if-convert a compare or multiply that might trap, and
-     * without if-conversion the loop does not vectorise. */
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
+    const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f: exp is below FLT_MIN */
+    const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f: n = 127, the largest exponent */
+    union { float f; uint32_t u; int32_t i; } v = {.f = x};
+    float keep = v.u > lo_bits ? 0.0f : 1.0f;               /* underflow: exactly 0 */
+    keep = (v.u & 0x7FFFFFFFu) > 0x7F800000u ? NAN : keep;  /* NaN in, NaN out */
+    v.u = v.u > lo_bits ? lo_bits : v.u;                    /* clamp below */
+    v.i = v.i > hi_bits ? hi_bits : v.i;                    /* clamp above */
+    const float xc = v.f;
     /* Adding 1.5*2^23 rounds x/ln2 to an integer n held in the low mantissa
      * bits of t (no float->int conversion needed, so SSE2 vectorises it). */
     const float shifter = 12582912.0f;
@@ -63,12 +74,9 @@ static inline float fast_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    /* (n + 127) into the exponent field; a union, not memcpy, so the loop
-     * vectoriser sees plain register moves */
     union { float f; uint32_t u; } tb = {.f = t}, sc;
-    sc.u = (tb.u - 0x4B400000u + 127u) << 23;
-    const float y = p * sc.f;
-    return x < lo ? 0.0f : y;
+    sc.u = (tb.u - 0x4B400000u + 127u) << 23; /* n + 127 into the exponent field */
+    return p * sc.f * keep;
 }
 
 static inline float dotf(int64_t n, const float *a, const float *b) {
