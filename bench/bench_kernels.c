@@ -509,6 +509,8 @@ int main(int argc, char **argv) {
         check_attention(1, 150, 6, 6, 48, false);
         check_attention(1, 150, 6, 3, 48, true);
         check_attention(1, 70, 2, 1, 13, true);
+        check_attention(1, 140, 4, 2, 80, false); /* wider than the packed tiles */
+        check_attention(1, 140, 4, 2, 80, true);
         check_softmax_family(6, 32000);
         check_softmax_family(7, 173);
         check_rows(512, 291); /* D = 3 heads of 97: odd tails everywhere */

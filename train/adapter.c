@@ -1,4 +1,5 @@
 #include "train/adapter.h"
+#include "train/fs.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -68,25 +69,8 @@ rt_status rt_lora_targets_parse(const char *const *names, int n, unsigned *out) 
     return RT_OK;
 }
 
-static rt_status make_dir(const char *dir) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return rt_errorf(RT_EINPUT, "%s: cannot create directory: %s", dir, strerror(errno));
-    return RT_OK;
-}
-
-static rt_status write_text_atomic(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot write: %s", tmp, strerror(errno));
-    bool ok = fputs(text, f) >= 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) return rt_errorf(RT_EINPUT, "%s: write failed", path);
-    return RT_OK;
-}
-
 rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_model) {
-    RT_TRY(make_dir(dir));
+    RT_TRY(rt_mkdir_p(dir));
     const rt_params *P = &m->params;
     if (P->count == 0) return rt_errorf(RT_EINTERNAL, "the model has no LoRA adapters to save");
 
@@ -137,41 +121,18 @@ rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_m
     cJSON_Delete(c);
     if (!text) return rt_errorf(RT_EINTERNAL, "out of memory");
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    s = write_text_atomic(path, text);
+    s = rt_write_file_atomic(path, text, strlen(text));
     free(text);
     return s;
 }
 
-static char *read_file(const char *path, rt_status *st) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = rt_errorf(RT_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        *st = rt_errorf(RT_EINPUT, "%s: read failed", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    fclose(f);
-    *st = RT_OK;
-    return buf;
-}
-
 static rt_status parse_config(const char *path, int *r, float *alpha, bool *rslora, unsigned *targets) {
-    rt_status s;
-    char *text = read_file(path, &s);
-    if (!text) return s;
+    char *text;
+    RT_TRY(rt_read_file(path, "adapter config", &text, NULL));
     cJSON *c = cJSON_Parse(text);
     free(text);
     if (!c) return rt_errorf(RT_EINPUT, "%s: not valid JSON", path);
-    s = RT_OK;
+    rt_status s = RT_OK;
     const cJSON *jr = cJSON_GetObjectItem(c, "r"), *ja = cJSON_GetObjectItem(c, "lora_alpha");
     const cJSON *jt = cJSON_GetObjectItem(c, "target_modules"), *jp = cJSON_GetObjectItem(c, "peft_type");
     const cJSON *js = cJSON_GetObjectItem(c, "use_rslora");

@@ -8,37 +8,9 @@
 #include <time.h>
 
 #include "train/cli.h"
+#include "train/fs.h"
 #include "train/commands.h"
 #include "train/evaluate.h"
-
-/* Reads a whole file into memory (malloc'd, NUL-terminated). */
-static rt_status slurp(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, 2 * cap + 1);
-            if (!nb) free(buf);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf) return rt_errorf(RT_EINTERNAL, "out of memory reading %s", path);
-    if (err) {
-        free(buf);
-        return rt_errorf(RT_EINPUT, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return RT_OK;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -72,7 +44,7 @@ int rt_cmd_eval(int argc, char **argv) {
     rt_llama *m = NULL;
     rt_tokenizer *tok = NULL;
     rt_ctx *ctx = NULL;
-    s = slurp(data, &text, &len);
+    s = rt_read_file(data, "data file", &text, &len);
     if (s == RT_OK) s = rt_cli_load(model, tokenizer, adapter, dev, &m, &tok);
     if (s == RT_OK) {
         s = rt_tokenizer_encode(tok, text, len, rt_tokenizer_adds_bos(tok), &ids, &n_ids);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "kernels/kernels.h"
+#include "train/fs.h"
 #include "train/adapter.h"
 #include "train/cli.h"
 #include "train/commands.h"
@@ -201,7 +202,7 @@ rt_status rt_merge_write_hf(const char *model_path, const char *adapter_dir, con
     }
     if (s == RT_OK) s = skeleton(&cfg, &m);
     if (s == RT_OK) s = rt_adapter_apply(m, adapter_dir);
-    if (s == RT_OK) s = rt_nf4_mkdir_p(out_dir);
+    if (s == RT_OK) s = rt_mkdir_p(out_dir);
     bool have_dt = false;
     rt_st_dtype proj_dt = RT_ST_F32;
     for (size_t i = 0; s == RT_OK && i < rt_weights_count(w); i++) {

@@ -2,6 +2,7 @@
  * examples, the validation split, and texts added by the distillation code.
  * Semantics are documented in train/data.h. */
 #include "train/data_internal.h"
+#include "train/fs.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -35,34 +36,6 @@ static rt_status prefixed(rt_status st, const char *path, long line) {
     snprintf(msg, sizeof msg, "%s", rt_error_message());
     if (line > 0) return rt_errorf(st, "%s:%ld: %s", path, line, msg);
     return rt_errorf(st, "%s: %s", path, msg);
-}
-
-static rt_status read_file(const char *path, char **buf, size_t *len) {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot open data file: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap) break;
-        cap *= 2;
-        char *nb = realloc(b, cap + 1);
-        if (!nb) free(b);
-        b = nb;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!b) return rt_errorf(RT_EINTERNAL, "%s: out of memory reading the file", path);
-    if (err) {
-        free(b);
-        return rt_errorf(RT_EINPUT, "%s: read error", path);
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return RT_OK;
 }
 
 /* Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no
@@ -244,7 +217,7 @@ static rt_status load_jsonl(rt_dataset *d, const rt_tokenizer *tok, const rt_rec
 static rt_status load_file(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe_dataset *ds) {
     char *buf;
     size_t len;
-    RT_TRY(read_file(ds->path, &buf, &len));
+    RT_TRY(rt_read_file(ds->path, "data file", &buf, &len));
     size_t bad = utf8_bad_offset((const unsigned char *)buf, len);
     rt_status st = RT_OK;
     int64_t before = d->n_ex;

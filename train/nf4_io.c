@@ -2,6 +2,7 @@
  * the writer behind `retort quantize`, the reader the model loader uses,
  * and small directory helpers shared with cmd_merge.c. */
 #include "train/nf4_io.h"
+#include "train/fs.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -22,29 +23,6 @@
 #define QS_SUFFIX ".quant_state.bitsandbytes__nf4"
 
 /* ---- shared helpers ------------------------------------------------------ */
-
-rt_status rt_nf4_mkdir_p(const char *dir) {
-    if (!dir || !dir[0]) return rt_errorf(RT_EINPUT, "empty output directory name");
-    char *p = strdup(dir);
-    if (!p) return rt_errorf(RT_EINTERNAL, "%s: out of memory", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != 0) continue;
-        char c = *s;
-        *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            rt_status st = rt_errorf(RT_EINPUT, "%s: cannot create directory: %s", p, strerror(errno));
-            free(p);
-            return st;
-        }
-        *s = c;
-        if (!c) break;
-    }
-    free(p);
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return rt_errorf(RT_EINPUT, "%s: not a directory", dir);
-    return RT_OK;
-}
 
 static rt_status copy_file(const char *src, const char *dst) {
     struct stat a, b;
@@ -404,7 +382,7 @@ rt_status rt_nf4_write_hf_stats(const char *model_path, const char *out_dir, int
         }
     }
     if ((s = rt_weights_check_llama(w, &cfg))) goto out;
-    if ((s = rt_nf4_mkdir_p(out_dir))) goto out;
+    if ((s = rt_mkdir_p(out_dir))) goto out;
     if (asprintf(&st_path, "%s/model.safetensors", out_dir) < 0 ||
         asprintf(&cfg_path, "%s/config.json", out_dir) < 0) {
         st_path = cfg_path = NULL;

@@ -130,8 +130,6 @@ rt_status rt_merge_write_hf(const char *model_path, const char *adapter_dir, con
 
 /* ---- helpers shared by nf4_io.c and cmd_merge.c ---------------------------- */
 
-/* mkdir -p; RT_EINPUT naming the directory on failure. */
-rt_status rt_nf4_mkdir_p(const char *dir);
 
 /* Copies the tokenizer / generation config files present in model_path (a
  * directory, or the directory of a .safetensors file; nothing for a .bin)

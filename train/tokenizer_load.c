@@ -2,6 +2,7 @@
  * tokenizer.json (+ tokenizer_config.json), GPT-2 encoder.json + vocab.bpe.
  * Formats are described in train/tokenizer.h. */
 #include "train/tokenizer_internal.h"
+#include "train/fs.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -13,23 +14,6 @@
 /* Exactly the pattern string HF's GPT-2 style Split pre-tokenizer carries. */
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-static rt_status read_file(const char *path, char **data, size_t *len) {
-    *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot open tokenizer file (%s)", path, strerror(errno));
-    rt_tok_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    rt_status st = rt_tok_buf_put(&b, "", 0);
-    while (st == RT_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0) st = rt_tok_buf_put(&b, chunk, n);
-    if (st == RT_OK && ferror(f)) st = rt_errorf(RT_EINPUT, "%s: read error", path);
-    fclose(f);
-    if (st != RT_OK) { free(b.p); return st; }
-    *data = b.p;
-    *len = b.n;
-    return RT_OK;
-}
 
 static bool is_file(const char *path) {
     struct stat sb;
@@ -49,7 +33,7 @@ static rt_status parse_json(const char *path, const char *data, size_t len, cJSO
 static rt_status load_json_file(const char *path, cJSON **out, char **text) {
     char *data;
     size_t len;
-    RT_TRY(read_file(path, &data, &len));
+    RT_TRY(rt_read_file(path, "tokenizer file", &data, &len));
     rt_status st = parse_json(path, data, len, out);
     if (text && st == RT_OK) *text = data;
     else free(data);
@@ -79,7 +63,7 @@ static rt_status pairs_from_scores(rt_tokenizer *t) {
 static rt_status load_bin(rt_tokenizer *t, const char *path) {
     char *d;
     size_t n;
-    RT_TRY(read_file(path, &d, &n));
+    RT_TRY(rt_read_file(path, "tokenizer file", &d, &n));
     rt_status st = RT_OK;
     int count = 0;
     size_t off = 4;
@@ -150,7 +134,7 @@ static rt_status load_gpt2(rt_tokenizer *t, const char *enc_path, const char *bp
 
     char *d;
     size_t len;
-    RT_TRY(read_file(bpe_path, &d, &len));
+    RT_TRY(rt_read_file(bpe_path, "tokenizer file", &d, &len));
     rt_tok_buf cat = {0};
     int rank = 0, line = 0;
     for (char *p = d; st == RT_OK && p < d + len;) {

@@ -1,4 +1,5 @@
 #include "train/trainer.h"
+#include "train/fs.h"
 
 #include <errno.h>
 #include <math.h>
@@ -256,9 +257,7 @@ rt_status rt_train(const rt_train_job *job, rt_train_result *res) {
     memset(res, 0, sizeof *res);
     res->first_val_loss = res->last_val_loss = NAN;
     if (job->model->params.numel == 0) return rt_errorf(RT_EINPUT, "nothing to train: no trainable parameters");
-    rt_status s = RT_OK;
-    if (job->dist->rank == 0 && mkdir(r->output_dir, 0777) != 0 && errno != EEXIST)
-        s = rt_errorf(RT_EINPUT, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno));
+    rt_status s = job->dist->rank == 0 ? rt_mkdir_p(r->output_dir) : RT_OK;
     RT_TRY(rt_dist_barrier(job->dist));
     RT_TRY(s);
     rt_metrics mx = {0};

@@ -2,6 +2,7 @@
  * builder API, shape checks and the HF writer (see weights.h). The llama2.c
  * reader lives in llama2c.c. */
 #include "train/weights.h"
+#include "train/fs.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -357,32 +358,9 @@ rt_status rt_weights_open(const char *path, rt_weights **out, rt_llama_config *c
 
 /* ---- HF writer ----------------------------------------------------------- */
 
-static rt_status w_mkdir_p(const char *dir) {
-    if (!dir[0]) return rt_errorf(RT_EINPUT, "empty output directory name");
-    char *p = strdup(dir);
-    if (!p) return rt_errorf(RT_EINTERNAL, "%s: out of memory", dir);
-    for (char *s = p + 1; ; s++) {
-        if (*s != '/' && *s != 0) continue;
-        char c = *s;
-        *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            rt_status st = rt_errorf(RT_EINPUT, "%s: cannot create directory: %s", p, strerror(errno));
-            free(p);
-            return st;
-        }
-        *s = c;
-        if (!c) break;
-    }
-    free(p);
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return rt_errorf(RT_EINPUT, "%s: not a directory", dir);
-    return RT_OK;
-}
-
 rt_status rt_weights_save_hf(const rt_weights *w, const rt_llama_config *cfg, const char *dir) {
     RT_TRY(rt_weights_check_llama(w, cfg));
-    RT_TRY(w_mkdir_p(dir));
+    RT_TRY(rt_mkdir_p(dir));
     rt_st_tensor *ts = calloc(w->n ? w->n : 1, sizeof *ts);
     void **conv = calloc(w->n ? w->n : 1, sizeof *conv);
     char *st_path = NULL, *cfg_path = NULL;

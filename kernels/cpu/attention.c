@@ -14,23 +14,24 @@
  *   dS_ij = P_ij (dP_ij - D_i),  dQ_i += scale dS_ij K_j,
  *   dK_j += scale dS_ij Q_i,  dV_j += P_ij dO_i.
  *
- * Speed: both directions walk the keys of a query row in blocks of ATT_KB,
- * computing the block's scores into a small stack array first and then
- * exponentiating the whole block in one SIMD loop with fast_expf (libm's exp
- * is a function call per score, which was ~80% of a stories260K forward).
- * Scores, probabilities and the per-row dot products are f32 (Dh-term sums);
- * the softmax denominator of a row is summed per block in f32 and across
- * blocks in double, and lse = max + log(sum) in double.
+ * Speed: libm's exp per score was ~80% of a stories260K forward. Both
+ * directions walk the keys in blocks of ATT_KB: a block's scores go into a
+ * small stack array, which one SIMD loop then exponentiates with fast_expf.
+ * Heads up to ATT_DPACK wide (stories260K has Dh = 8) first copy the block's
+ * keys and values transposed into [Dh][ATT_KB] stack tiles, so that every
+ * inner loop runs along the keys (long, contiguous) instead of along Dh
+ * (short: 8 floats are two SSE vectors plus a horizontal sum); the forward
+ * reuses a tile for ATT_QB query rows and the backward keeps dK and dV of
+ * the block in tiles too (FlashAttention-2's loop order: key block outer,
+ * query rows inner). Wider heads use the rows directly.
+ * Scores, probabilities and the Dh-term dot products are f32; the softmax
+ * denominator of a row is summed per block in f32 and across blocks in
+ * double, and lse = max + log(sum) in double.
  */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
-
-/* Keys per block: the block's scores (and, in backward, dP) sit in stack
- * arrays of this size; large enough for long SIMD loops, small enough that
- * the causal diagonal block wastes little. */
-#define ATT_KB 64
 
 /* exp(x) in f32, written so that a loop of it vectorises (a call to libm's
  * expf stops gcc from vectorising). x = n ln2 + r with |r| <= ln2/2, the
@@ -79,6 +80,18 @@ static inline float fast_expf(float x) {
     return p * sc.f * keep;
 }
 
+/* Keys per block: the block's scores (and, in backward, dP) sit in stack
+ * arrays of this size; large enough for long SIMD loops, small enough that
+ * the causal diagonal block wastes little. */
+#define ATT_KB 64
+/* Widest head that takes the tiled path; its four [Dh][ATT_KB] tiles (the
+ * backward's K, V, dK, dV) are 64 KB of stack. */
+#define ATT_DPACK 64
+/* Query rows that share one packed key tile in the forward. */
+#define ATT_QB 16
+/* Below this many multiply-adds (B*Tq*Tk*H*Dh) one thread does it all. */
+#define ATT_OMP_MIN 65536
+
 static inline float dotf(int64_t n, const float *a, const float *b) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -92,15 +105,132 @@ static inline void axpyf(int64_t n, float a, const float *x, float *y) {
     for (int64_t d = 0; d < n; d++) y[d] += a * x[d];
 }
 
-/* Rows (b, i, h) are independent, so threads split them all. Row cost grows
- * with i (causal), so rows are dealt in small interleaved chunks. */
-void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
-                      const float *q, const float *k, const float *v, const int32_t *seg,
-                      float *out, float *lse) {
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Online-softmax step for one row over a block of n scores s (in place):
+ * raises the running max *m to the block's, exponentiates s[j] - *m into s,
+ * adds their sum to *l, and returns the factor by which what was
+ * accumulated before must be rescaled (exp(old max - new max), 1 if the max
+ * did not move). Returns -1 and leaves everything alone when every score is
+ * -inf (the whole block lies in other segments). */
+static float softmax_block(int64_t n, float *s, float *m, double *l) {
+    float bm = -INFINITY;
+    for (int64_t j = 0; j < n; j++) bm = s[j] > bm ? s[j] : bm;
+    if (bm == -INFINITY) return -1.0f;
+    float c = 1.0f;
+    if (bm > *m) {
+        c = fast_expf(*m - bm); /* 0 on a row's first visible block (m = -inf) */
+        *l *= c;
+        *m = bm;
+    }
+    const float mm = *m;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = fast_expf(s[j] - mm);
+        sum += s[j];
+    }
+    *l += sum;
+    return c;
+}
+
+/* Keys of segments other than the query's (seg_i) get score -inf. */
+static inline void mask_segments(int64_t n, const int32_t *seg_j, int32_t seg_i, float *s) {
+    for (int64_t j = 0; j < n; j++)
+        if (seg_j[j] != seg_i) s[j] = -INFINITY;
+}
+
+/* tile[d][j] = rows[j * stride + d] for j < n, d < Dh: keys (or values) of
+ * one head, transposed so that loops over keys are contiguous. */
+static void pack_tile(int64_t n, int64_t Dh, const float *rows, int64_t stride, float *tile) {
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t d = 0; d < Dh; d++) tile[d * ATT_KB + j] = rows[j * stride + d];
+}
+
+/* rows[j * stride + d] += tile[d][j]: the inverse of pack_tile, accumulating. */
+static void unpack_add_tile(int64_t n, int64_t Dh, const float *tile, float *rows, int64_t stride) {
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t d = 0; d < Dh; d++) rows[j * stride + d] += tile[d * ATT_KB + j];
+}
+
+/* out[j] = alpha * sum_d x[d] * tile[d][j] for j < n: a row of scores against
+ * a packed tile, vectorised along the keys. */
+static void tile_dots(int64_t n, int64_t Dh, const float *x, const float *tile, float alpha,
+                      float *out) {
+    for (int64_t j = 0; j < n; j++) out[j] = 0.0f;
+    for (int64_t d = 0; d < Dh; d++) {
+        const float xd = x[d], *t = tile + d * ATT_KB;
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) out[j] += xd * t[j];
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) out[j] *= alpha;
+}
+
+/* Forward, Dh <= ATT_DPACK. A work unit is ATT_QB query rows of one
+ * (batch, head); its key/value blocks are packed once for all its rows.
+ * Unit cost grows with the query position (causal), hence dynamic. */
+static void attention_fwd_tiled(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv,
+                                int64_t Dh, const float *q, const float *k, const float *v,
+                                const int32_t *seg, float *out, float *lse) {
+    const int64_t group = H / Hkv, off = Tk - Tq, kstride = Hkv * Dh;
+    const int64_t nqb = (Tq + ATT_QB - 1) / ATT_QB;
+    const float scale = (float)(1.0 / sqrt((double)Dh));
+#pragma omp parallel for schedule(dynamic, 1) if (B * Tq * Tk * H * Dh >= ATT_OMP_MIN)
+    for (int64_t unit = 0; unit < B * H * nqb; unit++) {
+        const int64_t b = unit / (H * nqb), h = (unit / nqb) % H, kh = h / group;
+        const int64_t i0 = (unit % nqb) * ATT_QB, nq = min64(ATT_QB, Tq - i0);
+        const float *kb = k + (b * Tk * Hkv + kh) * Dh, *vb = v + (b * Tk * Hkv + kh) * Dh;
+        const int32_t *seg_b = seg ? seg + b * Tk : NULL;
+        float kt[ATT_DPACK * ATT_KB], vt[ATT_DPACK * ATT_KB], s[ATT_KB];
+        float m[ATT_QB];
+        double l[ATT_QB];
+        for (int64_t r = 0; r < nq; r++) {
+            m[r] = -INFINITY;
+            l[r] = 0.0;
+            memset(out + ((b * Tq + i0 + r) * H + h) * Dh, 0, (size_t)Dh * sizeof(float));
+        }
+        const int64_t kend = off + i0 + nq; /* the unit's rows see keys < kend */
+        for (int64_t j0 = 0; j0 < kend; j0 += ATT_KB) {
+            const int64_t n = min64(ATT_KB, kend - j0);
+            pack_tile(n, Dh, kb + j0 * kstride, kstride, kt);
+            pack_tile(n, Dh, vb + j0 * kstride, kstride, vt);
+            for (int64_t r = 0; r < nq; r++) {
+                const int64_t i = i0 + r, nv = min64(n, off + i + 1 - j0); /* causal */
+                if (nv <= 0) continue;
+                const int64_t row = (b * Tq + i) * H + h;
+                tile_dots(nv, Dh, q + row * Dh, kt, scale, s);
+                if (seg_b) mask_segments(nv, seg_b + j0, seg_b[off + i], s);
+                const float c = softmax_block(nv, s, &m[r], &l[r]);
+                if (c < 0.0f) continue;
+                float *o = out + row * Dh;
+                for (int64_t d = 0; d < Dh; d++) {
+                    const float *t = vt + d * ATT_KB;
+                    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                    for (int64_t j = 0; j < nv; j++) acc += s[j] * t[j];
+                    o[d] = o[d] * c + acc;
+                }
+            }
+        }
+        for (int64_t r = 0; r < nq; r++) { /* key i is always visible, so l >= 1 */
+            float *o = out + ((b * Tq + i0 + r) * H + h) * Dh;
+            const float inv = (float)(1.0 / l[r]);
+            for (int64_t d = 0; d < Dh; d++) o[d] *= inv;
+            lse[(b * H + h) * Tq + i0 + r] = (float)((double)m[r] + log(l[r]));
+        }
+    }
+}
+
+/* Forward, wide heads: rows (b, i, h) are independent, each walks its keys
+ * block by block with vectors along Dh. Rows are dealt in small interleaved
+ * chunks because their cost grows with i. */
+static void attention_fwd_rows(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv,
+                               int64_t Dh, const float *q, const float *k, const float *v,
+                               const int32_t *seg, float *out, float *lse) {
     const int64_t group = H / Hkv, off = Tk - Tq, kstride = Hkv * Dh;
     const float scale = (float)(1.0 / sqrt((double)Dh));
-    if (Tq != Tk) seg = NULL; /* segments are defined for full sequences only */
-#pragma omp parallel for schedule(static, 8) if (B * Tq * Tk * H * Dh >= 65536)
+#pragma omp parallel for schedule(static, 8) if (B * Tq * Tk * H * Dh >= ATT_OMP_MIN)
     for (int64_t row = 0; row < B * Tq * H; row++) {
         const int64_t b = row / (Tq * H), i = (row / H) % Tq, h = row % H, kh = h / group;
         const int64_t last = off + i; /* keys 0..last are causally visible */
@@ -109,82 +239,153 @@ void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv,
         const int32_t *seg_b = seg ? seg + b * Tk : NULL;
         float *o = out + row * Dh;
         memset(o, 0, (size_t)Dh * sizeof(float));
-        float m = -INFINITY; /* running max of the scores seen so far */
-        double l = 0.0;      /* running sum of exp(score - m) */
+        float m = -INFINITY, s[ATT_KB];
+        double l = 0.0;
         for (int64_t j0 = 0; j0 <= last; j0 += ATT_KB) {
-            const int64_t n = last + 1 - j0 < ATT_KB ? last + 1 - j0 : ATT_KB;
-            float s[ATT_KB], bm = -INFINITY;
-            for (int64_t jj = 0; jj < n; jj++) {
-                s[jj] = scale * dotf(Dh, qi, kb + (j0 + jj) * kstride);
-                if (seg_b && seg_b[j0 + jj] != seg_b[last]) s[jj] = -INFINITY;
-                bm = s[jj] > bm ? s[jj] : bm;
-            }
-            if (bm == -INFINITY) continue; /* every key of the block is in another segment */
-            if (bm > m) { /* new max: rescale what was accumulated so far */
-                const float c = fast_expf(m - bm); /* 0 on the first visible block */
+            const int64_t n = min64(ATT_KB, last + 1 - j0);
+            for (int64_t j = 0; j < n; j++) s[j] = scale * dotf(Dh, qi, kb + (j0 + j) * kstride);
+            if (seg_b) mask_segments(n, seg_b + j0, seg_b[last], s);
+            const float c = softmax_block(n, s, &m, &l);
+            if (c < 0.0f) continue;
+            if (c != 1.0f)
                 for (int64_t d = 0; d < Dh; d++) o[d] *= c;
-                l *= c;
-                m = bm;
-            }
-            float bl = 0.0f;
-#pragma omp simd reduction(+ : bl)
-            for (int64_t jj = 0; jj < n; jj++) {
-                s[jj] = fast_expf(s[jj] - m);
-                bl += s[jj];
-            }
-            l += bl;
-            for (int64_t jj = 0; jj < n; jj++) axpyf(Dh, s[jj], vb + (j0 + jj) * kstride, o);
+            for (int64_t j = 0; j < n; j++) axpyf(Dh, s[j], vb + (j0 + j) * kstride, o);
         }
-        /* j = i is always visible, so l >= 1. */
-        const float inv = (float)(1.0 / l);
+        const float inv = (float)(1.0 / l); /* key i is always visible, so l >= 1 */
         for (int64_t d = 0; d < Dh; d++) o[d] *= inv;
         lse[(b * H + h) * Tq + i] = (float)((double)m + log(l));
     }
 }
 
-/* Threads split (b, kv head) pairs: every write of a pair (dk, dv of that kv
- * head and dq of the query heads that read it) stays in one thread, so the
- * accumulation is race-free without atomics or scratch. */
-void rt_cpu_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
-                          const float *q, const float *k, const float *v, const int32_t *seg,
-                          const float *out, const float *lse, const float *dout, float *dq,
-                          float *dk, float *dv) {
+void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
+                      const float *q, const float *k, const float *v, const int32_t *seg,
+                      float *out, float *lse) {
+    if (Tq != Tk) seg = NULL; /* segments are defined for full sequences only */
+    if (Dh <= ATT_DPACK)
+        attention_fwd_tiled(B, Tq, Tk, H, Hkv, Dh, q, k, v, seg, out, lse);
+    else
+        attention_fwd_rows(B, Tq, Tk, H, Hkv, Dh, q, k, v, seg, out, lse);
+}
+
+/* Backward: threads split (b, kv head) pairs. Every write of a pair (dk, dv
+ * of that kv head and dq of the query heads that read it) stays in one
+ * thread, so the accumulation is race-free without atomics or scratch. */
+
+/* P_ij and scale * dS_ij for one query row against n keys, given its scores
+ * p[j] = scale * q.k_j (masked: -inf) and ds[j] = dO_i . V_j on entry. */
+static inline void probs_and_dscores(int64_t n, float lse_i, float D, float scale, float *p,
+                                     float *ds) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        p[j] = fast_expf(p[j] - lse_i);
+        ds[j] = scale * p[j] * (ds[j] - D);
+    }
+}
+
+/* Dh <= ATT_DPACK: key block outer, query rows inner; the block's K and V are
+ * packed and its dK and dV accumulate in tiles, added to dk, dv once. */
+static void attention_bwd_tiled(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
+                                const float *q, const float *k, const float *v,
+                                const int32_t *seg, const float *out, const float *lse,
+                                const float *dout, float *dq, float *dk, float *dv) {
     const int64_t group = H / Hkv, kstride = Hkv * Dh;
     const float scale = (float)(1.0 / sqrt((double)Dh));
-#pragma omp parallel for schedule(dynamic, 1) if (B * T * T * H * Dh >= 65536)
+#pragma omp parallel for schedule(dynamic, 1) if (B * T * T * H * Dh >= ATT_OMP_MIN)
     for (int64_t pair = 0; pair < B * Hkv; pair++) {
         const int64_t b = pair / Hkv, kh = pair % Hkv;
         const int32_t *seg_b = seg ? seg + b * T : NULL;
         const int64_t kv0 = (b * T * Hkv + kh) * Dh; /* key j of this pair at kv0 + j*kstride */
+        float kt[ATT_DPACK * ATT_KB], vt[ATT_DPACK * ATT_KB];
+        float dkt[ATT_DPACK * ATT_KB], dvt[ATT_DPACK * ATT_KB], p[ATT_KB], ds[ATT_KB];
+        for (int64_t j0 = 0; j0 < T; j0 += ATT_KB) {
+            const int64_t n = min64(ATT_KB, T - j0);
+            pack_tile(n, Dh, k + kv0 + j0 * kstride, kstride, kt);
+            pack_tile(n, Dh, v + kv0 + j0 * kstride, kstride, vt);
+            memset(dkt, 0, sizeof dkt);
+            memset(dvt, 0, sizeof dvt);
+            for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
+                for (int64_t i = j0; i < T; i++) { /* rows before j0 see none of the block */
+                    const int64_t nv = min64(n, i + 1 - j0), qo = ((b * T + i) * H + h) * Dh;
+                    const float *qi = q + qo, *doi = dout + qo;
+                    tile_dots(nv, Dh, qi, kt, scale, p);
+                    if (seg_b) mask_segments(nv, seg_b + j0, seg_b[i], p);
+                    tile_dots(nv, Dh, doi, vt, 1.0f, ds); /* dP */
+                    probs_and_dscores(nv, lse[(b * H + h) * T + i], dotf(Dh, doi, out + qo),
+                                      scale, p, ds);
+                    for (int64_t d = 0; d < Dh; d++) {
+                        const float qd = qi[d], dod = doi[d];
+                        float *dkr = dkt + d * ATT_KB, *dvr = dvt + d * ATT_KB;
+#pragma omp simd
+                        for (int64_t j = 0; j < nv; j++) {
+                            dvr[j] += dod * p[j];
+                            dkr[j] += qd * ds[j];
+                        }
+                    }
+                    if (dq) {
+                        float *dqi = dq + qo;
+                        for (int64_t d = 0; d < Dh; d++) {
+                            const float *kr = kt + d * ATT_KB;
+                            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                            for (int64_t j = 0; j < nv; j++) acc += ds[j] * kr[j];
+                            dqi[d] += acc;
+                        }
+                    }
+                }
+            }
+            if (dk) unpack_add_tile(n, Dh, dkt, dk + kv0 + j0 * kstride, kstride);
+            if (dv) unpack_add_tile(n, Dh, dvt, dv + kv0 + j0 * kstride, kstride);
+        }
+    }
+}
+
+/* Wide heads: query rows outer, key blocks inner, vectors along Dh. */
+static void attention_bwd_rows(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
+                               const float *q, const float *k, const float *v,
+                               const int32_t *seg, const float *out, const float *lse,
+                               const float *dout, float *dq, float *dk, float *dv) {
+    const int64_t group = H / Hkv, kstride = Hkv * Dh;
+    const float scale = (float)(1.0 / sqrt((double)Dh));
+#pragma omp parallel for schedule(dynamic, 1) if (B * T * T * H * Dh >= ATT_OMP_MIN)
+    for (int64_t pair = 0; pair < B * Hkv; pair++) {
+        const int64_t b = pair / Hkv, kh = pair % Hkv;
+        const int32_t *seg_b = seg ? seg + b * T : NULL;
+        const int64_t kv0 = (b * T * Hkv + kh) * Dh;
+        float p[ATT_KB], ds[ATT_KB];
         for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
             for (int64_t i = 0; i < T; i++) {
                 const int64_t qo = ((b * T + i) * H + h) * Dh;
                 const float *qi = q + qo, *doi = dout + qo;
-                const float lse_i = lse[(b * H + h) * T + i];
-                const float D = dotf(Dh, doi, out + qo);
+                const float lse_i = lse[(b * H + h) * T + i], D = dotf(Dh, doi, out + qo);
                 for (int64_t j0 = 0; j0 <= i; j0 += ATT_KB) {
-                    const int64_t n = i + 1 - j0 < ATT_KB ? i + 1 - j0 : ATT_KB;
-                    float p[ATT_KB], ds[ATT_KB];
-                    for (int64_t jj = 0; jj < n; jj++) {
-                        const int64_t kv = kv0 + (j0 + jj) * kstride;
-                        p[jj] = scale * dotf(Dh, qi, k + kv);
-                        if (seg_b && seg_b[j0 + jj] != seg_b[i]) p[jj] = -INFINITY;
-                        ds[jj] = dotf(Dh, doi, v + kv); /* dP */
+                    const int64_t n = min64(ATT_KB, i + 1 - j0);
+                    for (int64_t j = 0; j < n; j++) {
+                        const int64_t kv = kv0 + (j0 + j) * kstride;
+                        p[j] = scale * dotf(Dh, qi, k + kv);
+                        ds[j] = dotf(Dh, doi, v + kv); /* dP */
                     }
-#pragma omp simd
-                    for (int64_t jj = 0; jj < n; jj++) {
-                        p[jj] = fast_expf(p[jj] - lse_i);
-                        ds[jj] = scale * p[jj] * (ds[jj] - D);
-                    }
-                    for (int64_t jj = 0; jj < n; jj++) {
-                        const int64_t kv = kv0 + (j0 + jj) * kstride;
-                        if (p[jj] == 0.0f) continue; /* masked (or negligible): no gradient */
-                        if (dv) axpyf(Dh, p[jj], doi, dv + kv);
-                        if (dq) axpyf(Dh, ds[jj], k + kv, dq + qo);
-                        if (dk) axpyf(Dh, ds[jj], qi, dk + kv);
+                    if (seg_b) mask_segments(n, seg_b + j0, seg_b[i], p);
+                    probs_and_dscores(n, lse_i, D, scale, p, ds);
+                    for (int64_t j = 0; j < n; j++) {
+                        if (p[j] == 0.0f) continue; /* masked (or negligible): no gradient */
+                        const int64_t kv = kv0 + (j0 + j) * kstride;
+                        if (dv) axpyf(Dh, p[j], doi, dv + kv);
+                        if (dq) axpyf(Dh, ds[j], k + kv, dq + qo);
+                        if (dk) axpyf(Dh, ds[j], qi, dk + kv);
                     }
                 }
             }
         }
     }
+}
+
+void rt_cpu_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
+                          const float *q, const float *k, const float *v, const int32_t *seg,
+                          const float *out, const float *lse, const float *dout, float *dq,
+                          float *dk, float *dv) {
+    if (!dq && !dk && !dv) return;
+    if (Dh <= ATT_DPACK)
+        attention_bwd_tiled(B, T, H, Hkv, Dh, q, k, v, seg, out, lse, dout, dq, dk, dv);
+    else
+        attention_bwd_rows(B, T, H, Hkv, Dh, q, k, v, seg, out, lse, dout, dq, dk, dv);
 }
