@@ -98,4 +98,20 @@ rt_status rt_llama_decode(rt_ctx *ctx, rt_llama *m, rt_kv_cache *c, const int32_
 /* Number of frozen and trainable parameters. */
 int64_t rt_llama_n_params(const rt_llama *m);
 
+/* ---- saving (train/llama_save.c) ---- */
+typedef struct rt_tokenizer rt_tokenizer; /* train/tokenizer.h */
+
+/* Writes m as a Hugging Face model directory `dir` (created with parents if
+ * missing): config.json (rt_llama_config_save; torch_dtype float32),
+ * model.safetensors with every weight in f32 under its transformers
+ * LlamaForCausalLM name (model.embed_tokens.weight, model.layers.N.
+ * self_attn.q_proj.weight, ..., model.norm.weight, lm_head.weight unless
+ * tie_word_embeddings), and, when tok is not NULL, tokenizer.json +
+ * tokenizer_config.json (rt_tokenizer_save_hf). Projections are written as
+ * W + scaling * B A (LoRA merged; NF4 weights dequantized), so any model
+ * retort holds can be saved; a full model (rt_llama_new) is written as is.
+ * Errors: RT_EINPUT when dir or a file cannot be written, RT_EINTERNAL on
+ * OOM or NF4 weights held on a GPU. */
+rt_status rt_llama_save_hf(const rt_llama *m, const rt_tokenizer *tok, const char *dir);
+
 #endif
