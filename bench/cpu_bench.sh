@@ -9,7 +9,7 @@
 #   THREADS [2]        OMP_NUM_THREADS / OPENBLAS_NUM_THREADS for every run
 #   TEXT_KB [200]      eval text: the first TEXT_KB KiB of moby-dick.txt (whole lines)
 #   STEPS_260K [30]    optimizer steps of the main recipe run
-#   STEPS_15M [8]      optimizer steps of each synthetic-15M run
+#   STEPS_15M [12]      optimizer steps of each synthetic-15M run
 #   SKIP_BUILD [0]     1: use the existing build/ instead of running scripts/setup.sh
 #   BUILD_DIR [build]  where retort and libretort_core.a are
 #   RETORT_SHARED [../shared]  models, tokenizers and text
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 TEXT_KB=${TEXT_KB:-200}
 STEPS_260K=${STEPS_260K:-30}
-STEPS_15M=${STEPS_15M:-8}
+STEPS_15M=${STEPS_15M:-12}
 BUILD_DIR=${BUILD_DIR:-build}
 SHARED=${RETORT_SHARED:-../shared}
 RETORT=$BUILD_DIR/retort
@@ -166,7 +166,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---- report -----------------------------------------------------------------
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
-DIRTY=$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo " (+ uncommitted changes)" || true)
+DIRTY=""
+if git status --porcelain 2>/dev/null | grep -qv '^??'; then DIRTY=" (+ uncommitted changes)"; fi
 cat <<EOF
 ## retort CPU benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')
 

@@ -14,7 +14,7 @@
 
 /* Turns a failed MPI call into an rt_status naming the call. Needs
  * MPI_ERRORS_RETURN on the communicator (rt_dist_init sets it). */
-#define MPI_CHECK(call)                                                        \
+#define RT_MPI_CHECK(call)                                                     \
     do {                                                                       \
         int rt_mpi_rc_ = (call);                                               \
         if (rt_mpi_rc_ != MPI_SUCCESS) {                                       \
@@ -71,15 +71,15 @@ rt_status rt_dist_init(rt_dist *d, int *argc, char ***argv) {
         d->mpi_owned = true;
     }
     d->mpi_active = true;
-    MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
-    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &d->world));
+    RT_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    RT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
+    RT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &d->world));
     MPI_Comm node;
-    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank,
+    RT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank,
                                   MPI_INFO_NULL, &node));
-    MPI_CHECK(MPI_Comm_rank(node, &d->local_rank));
-    MPI_CHECK(MPI_Comm_size(node, &d->local_world));
-    MPI_CHECK(MPI_Comm_free(&node));
+    RT_MPI_CHECK(MPI_Comm_rank(node, &d->local_rank));
+    RT_MPI_CHECK(MPI_Comm_size(node, &d->local_world));
+    RT_MPI_CHECK(MPI_Comm_free(&node));
     return RT_OK;
 #else
     (void)argc;
@@ -213,7 +213,7 @@ rt_status rt_dist_allreduce_avg(rt_dist *d, float *buf, int64_t n) {
 #ifdef RETORT_HAVE_MPI
     for (int64_t off = 0; off < n; off += RT_DIST_CHUNK) {
         int64_t c = n - off < RT_DIST_CHUNK ? n - off : RT_DIST_CHUNK;
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)c, MPI_FLOAT, MPI_SUM,
+        RT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)c, MPI_FLOAT, MPI_SUM,
                                 MPI_COMM_WORLD));
     }
     host_divide(buf, n, d->world);
@@ -227,7 +227,7 @@ rt_status rt_dist_allreduce_sum_f64(rt_dist *d, double *v, int n) {
     RT_TRY(check_buf("allreduce_sum_f64", v, n));
     if (d->world == 1 || n == 0) return RT_OK;
 #ifdef RETORT_HAVE_MPI
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    RT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     return RT_OK;
 #else
     return rt_errorf(RT_EINTERNAL, "dist: world %d without MPI", d->world);
@@ -248,11 +248,11 @@ rt_status rt_dist_reduce_scatter_avg(rt_dist *d, const float *buf, float *out, i
         /* MPI_IN_PLACE takes the input from the receive buffer and leaves the
          * result at its start, not at this rank's offset. */
         float *b = (float *)buf;
-        MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, b, (int)shard, MPI_FLOAT, MPI_SUM,
+        RT_MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, b, (int)shard, MPI_FLOAT, MPI_SUM,
                                            MPI_COMM_WORLD));
         if (d->rank != 0) memmove(out, b, (size_t)shard * sizeof(float));
     } else {
-        MPI_CHECK(MPI_Reduce_scatter_block(buf, out, (int)shard, MPI_FLOAT, MPI_SUM,
+        RT_MPI_CHECK(MPI_Reduce_scatter_block(buf, out, (int)shard, MPI_FLOAT, MPI_SUM,
                                            MPI_COMM_WORLD));
     }
     host_divide(out, shard, d->world);
@@ -273,10 +273,10 @@ rt_status rt_dist_allgather(rt_dist *d, const float *shard, float *full, int64_t
 #ifdef RETORT_HAVE_MPI
     RT_TRY(check_int_count("allgather", sn));
     if (shard == full + (size_t)d->rank * (size_t)sn)
-        MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full, (int)sn, MPI_FLOAT,
+        RT_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full, (int)sn, MPI_FLOAT,
                                 MPI_COMM_WORLD));
     else
-        MPI_CHECK(MPI_Allgather(shard, (int)sn, MPI_FLOAT, full, (int)sn, MPI_FLOAT,
+        RT_MPI_CHECK(MPI_Allgather(shard, (int)sn, MPI_FLOAT, full, (int)sn, MPI_FLOAT,
                                 MPI_COMM_WORLD));
     return RT_OK;
 #else
@@ -287,7 +287,7 @@ rt_status rt_dist_allgather(rt_dist *d, const float *shard, float *full, int64_t
 rt_status rt_dist_barrier(rt_dist *d) {
     if (d->world == 1) return RT_OK;
 #ifdef RETORT_HAVE_MPI
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    RT_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     return RT_OK;
 #else
     return rt_errorf(RT_EINTERNAL, "dist: world %d without MPI", d->world);
@@ -304,7 +304,7 @@ rt_status rt_dist_broadcast(rt_dist *d, void *buf, size_t bytes, int root) {
     const size_t piece = (size_t)1 << 30;
     for (size_t off = 0; off < bytes; off += piece) {
         size_t c = bytes - off < piece ? bytes - off : piece;
-        MPI_CHECK(MPI_Bcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD));
+        RT_MPI_CHECK(MPI_Bcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD));
     }
     return RT_OK;
 #else
@@ -329,7 +329,7 @@ rt_status rt_dist_all_true(rt_dist *d, bool *flag) {
     if (d->world == 1) return RT_OK;
 #ifdef RETORT_HAVE_MPI
     int x = *flag ? 1 : 0;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD));
+    RT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD));
     *flag = x != 0;
     return RT_OK;
 #else

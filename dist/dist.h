@@ -94,8 +94,10 @@ void rt_dist_finalize(rt_dist *d);
 rt_status rt_dist_allreduce_avg(rt_dist *d, float *buf, int64_t n);
 
 /* In place: v[i] <- sum over ranks of v[i], double, host memory (gradient
- * norm partial sums of squares, token counts, loss sums). Every rank gets
- * the same bits (MPI_Allreduce). n == 0 is a no-op. */
+ * norm partial sums of squares, token counts, loss sums). MPI_Allreduce:
+ * Open MPI hands every rank the same bits; in any case a NaN or Inf on one
+ * rank makes the sum non-finite on all of them, which is what lets the
+ * ranks agree to skip a step. n == 0 is a no-op. */
 rt_status rt_dist_allreduce_sum_f64(rt_dist *d, double *v, int n);
 
 /* Reduce-scatter with averaging: shard = n / world; for j < shard,

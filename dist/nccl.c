@@ -17,7 +17,7 @@
 
 #include "dist/dist.h"
 
-#define NCCL_CHECK(call)                                                       \
+#define RT_NCCL_CHECK(call)                                                    \
     do {                                                                       \
         ncclResult_t rt_nccl_rc_ = (call);                                     \
         if (rt_nccl_rc_ != ncclSuccess)                                        \
@@ -25,7 +25,7 @@
                              ncclGetErrorString(rt_nccl_rc_));                 \
     } while (0)
 
-#define CUDA_CHECK(call)                                                       \
+#define RT_CUDA_TRY(call)                                                      \
     do {                                                                       \
         cudaError_t rt_cuda_rc_ = (call);                                      \
         if (rt_cuda_rc_ != cudaSuccess)                                        \
@@ -33,7 +33,7 @@
                              cudaGetErrorString(rt_cuda_rc_));                 \
     } while (0)
 
-#define MPI_CHECK(call)                                                        \
+#define RT_MPI_CHECK(call)                                                     \
     do {                                                                       \
         int rt_mpi_rc_ = (call);                                               \
         if (rt_mpi_rc_ != MPI_SUCCESS)                                         \
@@ -52,7 +52,7 @@ rt_status rt_dist_nccl_init(rt_dist *d) {
     if (!d->mpi_active)
         return rt_errorf(RT_EINTERNAL, "dist: NCCL setup needs MPI for the bootstrap");
     int ngpu = 0;
-    CUDA_CHECK(cudaGetDeviceCount(&ngpu));
+    RT_CUDA_TRY(cudaGetDeviceCount(&ngpu));
     /* Either every rank on the node sees all GPUs (pick by local rank) or the
      * launcher gave each rank exactly one (CUDA_VISIBLE_DEVICES per rank). */
     int gpu;
@@ -65,11 +65,11 @@ rt_status rt_dist_nccl_init(rt_dist *d) {
                          "dist: rank %d: %d ranks on this node but only %d GPUs visible "
                          "(one rank per GPU)",
                          d->rank, d->local_world, ngpu);
-    CUDA_CHECK(cudaSetDevice(gpu));
+    RT_CUDA_TRY(cudaSetDevice(gpu));
 
     ncclUniqueId id;
-    if (d->rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
-    MPI_CHECK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (d->rank == 0) RT_NCCL_CHECK(ncclGetUniqueId(&id));
+    RT_MPI_CHECK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
 
     rt_nccl_state *s = calloc(1, sizeof *s);
     if (!s) return rt_errorf(RT_EINTERNAL, "dist: out of memory for the NCCL state");
@@ -105,16 +105,16 @@ static rt_status state_of(rt_dist *d, rt_nccl_state **s) {
     *s = d->nccl;
     if (!*s) return rt_errorf(RT_EINTERNAL, "dist: NCCL collective before rt_dist_use_device");
     /* The caller's kernels may run on any stream; wait for all of them. */
-    CUDA_CHECK(cudaDeviceSynchronize());
+    RT_CUDA_TRY(cudaDeviceSynchronize());
     return RT_OK;
 }
 
 /* Waits for the collective and surfaces errors NCCL reports asynchronously
  * (a peer that died, a network failure). */
 static rt_status finish(rt_nccl_state *s) {
-    CUDA_CHECK(cudaStreamSynchronize(s->stream));
+    RT_CUDA_TRY(cudaStreamSynchronize(s->stream));
     ncclResult_t async = ncclSuccess;
-    NCCL_CHECK(ncclCommGetAsyncError(s->comm, &async));
+    RT_NCCL_CHECK(ncclCommGetAsyncError(s->comm, &async));
     if (async != ncclSuccess)
         return rt_errorf(RT_EINTERNAL, "dist: NCCL communicator error: %s",
                          ncclGetErrorString(async));
@@ -124,7 +124,7 @@ static rt_status finish(rt_nccl_state *s) {
 rt_status rt_dist_nccl_allreduce_avg(rt_dist *d, float *buf, int64_t n) {
     rt_nccl_state *s;
     RT_TRY(state_of(d, &s));
-    NCCL_CHECK(ncclAllReduce(buf, buf, (size_t)n, ncclFloat32, ncclAvg, s->comm, s->stream));
+    RT_NCCL_CHECK(ncclAllReduce(buf, buf, (size_t)n, ncclFloat32, ncclAvg, s->comm, s->stream));
     return finish(s);
 }
 
@@ -133,7 +133,7 @@ rt_status rt_dist_nccl_reduce_scatter_avg(rt_dist *d, const float *buf, float *o
     rt_nccl_state *s;
     RT_TRY(state_of(d, &s));
     /* In place when out == buf + rank*shard, which NCCL supports directly. */
-    NCCL_CHECK(ncclReduceScatter(buf, out, (size_t)shard, ncclFloat32, ncclAvg, s->comm,
+    RT_NCCL_CHECK(ncclReduceScatter(buf, out, (size_t)shard, ncclFloat32, ncclAvg, s->comm,
                                  s->stream));
     return finish(s);
 }
@@ -142,14 +142,14 @@ rt_status rt_dist_nccl_allgather(rt_dist *d, const float *shard, float *full, in
     rt_nccl_state *s;
     RT_TRY(state_of(d, &s));
     /* In place when shard == full + rank*shard_n, which NCCL supports directly. */
-    NCCL_CHECK(ncclAllGather(shard, full, (size_t)shard_n, ncclFloat32, s->comm, s->stream));
+    RT_NCCL_CHECK(ncclAllGather(shard, full, (size_t)shard_n, ncclFloat32, s->comm, s->stream));
     return finish(s);
 }
 
 rt_status rt_dist_nccl_broadcast(rt_dist *d, float *buf, int64_t n, int root) {
     rt_nccl_state *s;
     RT_TRY(state_of(d, &s));
-    NCCL_CHECK(ncclBroadcast(buf, buf, (size_t)n, ncclFloat32, root, s->comm, s->stream));
+    RT_NCCL_CHECK(ncclBroadcast(buf, buf, (size_t)n, ncclFloat32, root, s->comm, s->stream));
     return finish(s);
 }
 

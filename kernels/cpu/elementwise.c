@@ -1,7 +1,12 @@
 /* retort — CPU elementwise kernels, activations, dropout and permute.
  * Semantics: kernels/kernels.h. All loops are OpenMP-parallel; reductions
  * accumulate in double and are split so that no two threads write the same
- * output element (results do not depend on the thread count). */
+ * output element (results do not depend on the thread count).
+ *
+ * Broadcast operands are walked row by row (b has nb elements, a has n/nb
+ * rows of nb) rather than with i % nb per element: a division per element
+ * cost more than the arithmetic and kept the loop scalar. The sigmoid of
+ * silu/swiglu uses fast_expf so its loops vectorise. */
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
@@ -9,14 +14,59 @@
 /* Below this many elements an OpenMP region costs more than it saves. */
 #define EW_OMP_MIN 16384
 
+/* exp(x) in f32 for SIMD loops: see the full comment in attention.c, which
+ * holds the identical first copy (kernels/cpu has no shared private header;
+ * keep the copies in step). Range reduction x = n ln2 + r (Cody & Waite),
+ * Taylor series of exp(r) to r^7, 2^n in the exponent bits; within 2 ulp;
+ * x < -87.33654 (also -inf) gives 0, x > 88.37626 saturates, NaN stays NaN.
+ * The range checks use the bit pattern so that gcc if-converts them. */
+static inline float fast_expf(float x) {
+    const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f */
+    const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f */
+    union { float f; uint32_t u; int32_t i; } v = {.f = x};
+    float keep = v.u > lo_bits ? 0.0f : 1.0f;
+    keep = (v.u & 0x7FFFFFFFu) > 0x7F800000u ? NAN : keep;
+    v.u = v.u > lo_bits ? lo_bits : v.u;
+    v.i = v.i > hi_bits ? hi_bits : v.i;
+    const float xc = v.f;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: rounds x/ln2 into the low bits */
+    const float t = xc * 1.44269504088896341f + shifter;
+    const float n = t - shifter;
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { float f; uint32_t u; } tb = {.f = t}, sc;
+    sc.u = (tb.u - 0x4B400000u + 127u) << 23;
+    return p * sc.f * keep;
+}
+
 void rt_cpu_add(int64_t n, int64_t nb, const float *a, const float *b, float *out) {
+    if (nb <= 0 || nb >= n) {
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[nb == n ? i : i % nb];
+        for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t r = 0; r < n / nb; r++)
+        for (int64_t c = 0; c < nb; c++) out[r * nb + c] = a[r * nb + c] + b[c];
 }
 
 void rt_cpu_mul(int64_t n, int64_t nb, const float *a, const float *b, float *out) {
+    if (nb <= 0 || nb >= n) {
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[nb == n ? i : i % nb];
+        for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t r = 0; r < n / nb; r++)
+        for (int64_t c = 0; c < nb; c++) out[r * nb + c] = a[r * nb + c] * b[c];
 }
 
 void rt_cpu_scale(int64_t n, float alpha, const float *x, float *out) {
@@ -41,21 +91,31 @@ void rt_cpu_sum_rows(int64_t rows, int64_t cols, const float *x, const float *y,
         int64_t c1 = c0 + SUM_ROWS_BLOCK < cols ? c0 + SUM_ROWS_BLOCK : cols;
         double acc[SUM_ROWS_BLOCK] = {0};
         for (int64_t r = 0; r < rows; r++) {
-            const float *xr = x + r * cols;
-            const float *yr = y ? y + r * cols : NULL;
-            for (int64_t c = c0; c < c1; c++) acc[c - c0] += yr ? (double)xr[c] * yr[c] : xr[c];
+            const float *xr = x + r * cols + c0;
+            if (y) {
+                const float *yr = y + r * cols + c0;
+                for (int64_t c = 0; c < c1 - c0; c++) acc[c] += (double)(xr[c] * yr[c]);
+            } else {
+                for (int64_t c = 0; c < c1 - c0; c++) acc[c] += xr[c];
+            }
         }
         for (int64_t c = c0; c < c1; c++) out[c] += (float)acc[c - c0];
     }
 }
 
 void rt_cpu_mul_acc(int64_t n, int64_t nb, const float *g, const float *b, float *out) {
+    if (nb <= 0 || nb >= n) {
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] += g[i] * b[nb == n ? i : i % nb];
+        for (int64_t i = 0; i < n; i++) out[i] += g[i] * b[i];
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t r = 0; r < n / nb; r++)
+        for (int64_t c = 0; c < nb; c++) out[r * nb + c] += g[r * nb + c] * b[c];
 }
 
 /* silu(x) = x * sigmoid(x) (Hendrycks & Gimpel 2016; Elfwing et al. 2017). */
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
 
 void rt_cpu_silu(int64_t n, const float *x, float *y) {
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
@@ -78,13 +138,23 @@ void rt_cpu_swiglu(int64_t n, const float *gate, const float *up, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] = gate[i] * sigmoidf(gate[i]) * up[i];
 }
 
+/* One loop per combination of requested outputs, so no loop tests a
+ * pointer per element (which would keep it scalar). */
 void rt_cpu_swiglu_bwd(int64_t n, const float *gate, const float *up, const float *dy,
                        float *dgate, float *dup) {
+    if (dgate && dup) {
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        if (dgate) dgate[i] += dy[i] * up[i] * dsiluf(g);
-        if (dup) dup[i] += dy[i] * g * sigmoidf(g);
+        for (int64_t i = 0; i < n; i++) {
+            const float g = gate[i], s = sigmoidf(g);
+            dgate[i] += dy[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
+            dup[i] += dy[i] * g * s;
+        }
+    } else if (dgate) {
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+        for (int64_t i = 0; i < n; i++) dgate[i] += dy[i] * up[i] * dsiluf(gate[i]);
+    } else if (dup) {
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+        for (int64_t i = 0; i < n; i++) dup[i] += dy[i] * gate[i] * sigmoidf(gate[i]);
     }
 }
 
