@@ -49,33 +49,35 @@ static inline float fast_expf(float x) {
 
 void rt_cpu_add(int64_t n, int64_t nb, const float *a, const float *b, float *out) {
     if (nb <= 0 || nb >= n) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
         for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
         return;
     }
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
     for (int64_t r = 0; r < n / nb; r++)
+#pragma omp simd
         for (int64_t c = 0; c < nb; c++) out[r * nb + c] = a[r * nb + c] + b[c];
 }
 
 void rt_cpu_mul(int64_t n, int64_t nb, const float *a, const float *b, float *out) {
     if (nb <= 0 || nb >= n) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
         for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
         return;
     }
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
     for (int64_t r = 0; r < n / nb; r++)
+#pragma omp simd
         for (int64_t c = 0; c < nb; c++) out[r * nb + c] = a[r * nb + c] * b[c];
 }
 
 void rt_cpu_scale(int64_t n, float alpha, const float *x, float *out) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = alpha * x[i];
 }
 
 void rt_cpu_axpy(int64_t n, float alpha, const float *x, float *y) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
     for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
@@ -94,8 +96,10 @@ void rt_cpu_sum_rows(int64_t rows, int64_t cols, const float *x, const float *y,
             const float *xr = x + r * cols + c0;
             if (y) {
                 const float *yr = y + r * cols + c0;
+#pragma omp simd
                 for (int64_t c = 0; c < c1 - c0; c++) acc[c] += (double)(xr[c] * yr[c]);
             } else {
+#pragma omp simd
                 for (int64_t c = 0; c < c1 - c0; c++) acc[c] += xr[c];
             }
         }
@@ -105,12 +109,13 @@ void rt_cpu_sum_rows(int64_t rows, int64_t cols, const float *x, const float *y,
 
 void rt_cpu_mul_acc(int64_t n, int64_t nb, const float *g, const float *b, float *out) {
     if (nb <= 0 || nb >= n) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
         for (int64_t i = 0; i < n; i++) out[i] += g[i] * b[i];
         return;
     }
 #pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
     for (int64_t r = 0; r < n / nb; r++)
+#pragma omp simd
         for (int64_t c = 0; c < nb; c++) out[r * nb + c] += g[r * nb + c] * b[c];
 }
 
@@ -118,7 +123,7 @@ void rt_cpu_mul_acc(int64_t n, int64_t nb, const float *g, const float *b, float
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
 
 void rt_cpu_silu(int64_t n, const float *x, float *y) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
 }
 
@@ -129,12 +134,12 @@ static inline float dsiluf(float x) {
 }
 
 void rt_cpu_silu_bwd(int64_t n, const float *x, const float *dy, float *dx) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * dsiluf(x[i]);
 }
 
 void rt_cpu_swiglu(int64_t n, const float *gate, const float *up, float *y) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = gate[i] * sigmoidf(gate[i]) * up[i];
 }
 
@@ -143,17 +148,17 @@ void rt_cpu_swiglu(int64_t n, const float *gate, const float *up, float *y) {
 void rt_cpu_swiglu_bwd(int64_t n, const float *gate, const float *up, const float *dy,
                        float *dgate, float *dup) {
     if (dgate && dup) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i], s = sigmoidf(g);
             dgate[i] += dy[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
             dup[i] += dy[i] * g * s;
         }
     } else if (dgate) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
         for (int64_t i = 0; i < n; i++) dgate[i] += dy[i] * up[i] * dsiluf(gate[i]);
     } else if (dup) {
-#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
         for (int64_t i = 0; i < n; i++) dup[i] += dy[i] * gate[i] * sigmoidf(gate[i]);
     }
 }
