@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The test command: set up and build (scripts/setup.sh), then run every test
-# with ctest. RETORT_SANITIZE=1 builds with ASan+UBSan into build-asan/.
+# The test command: set up and build (scripts/setup.sh), run every test with
+# ctest, then build again with AddressSanitizer + UndefinedBehaviorSanitizer
+# (CPU only, build-asan/) and run every test there too.
+# RETORT_SANITIZE=0 skips the sanitizer pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${RETORT_SANITIZE:-0}" = "1" ]; then
-  bash scripts/setup.sh  # packages
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRETORT_SANITIZE=ON -DRETORT_CUDA=OFF >/dev/null
-  cmake --build build-asan -j"$(nproc)"
-  cd build-asan
-else
-  bash scripts/setup.sh
-  cd build
-fi
+bash scripts/setup.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-ctest --output-on-failure -j"${RETORT_TEST_JOBS:-2}"
+jobs=$(nproc)
+echo "== tests (build/)"
+(cd build && ctest --output-on-failure -j"$jobs")
+if [ "${RETORT_SANITIZE:-1}" != "0" ]; then
+  echo "== tests under ASan+UBSan (build-asan/)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DRETORT_SANITIZE=ON -DRETORT_CUDA=OFF >/dev/null
+  cmake --build build-asan -j"$jobs"
+  (cd build-asan && ctest --output-on-failure -j"$jobs")
+fi

@@ -50,7 +50,10 @@ int main(void) {
              "base_model=%s tokenizer=%s datasets.0.path=%s max_steps=12 lora_dropout=0 "
              "micro_batch_size=2 eval_steps=0 val_set_size=8 logging_steps=100",
              bin, tok, moby);
-    const char *mpi = RETORT_MPIEXEC " -np 2 --oversubscribe";
+    /* Open MPI unloads its plugins before LeakSanitizer's exit-time check, so
+     * their allocations cannot be attributed or suppressed; leak checking of
+     * the same retort code runs in the single-process tests. */
+    const char *mpi = "ASAN_OPTIONS=detect_leaks=0 " RETORT_MPIEXEC " -np 2 --oversubscribe";
     char one[512], two[512], two_z1[512], fail0[512], fail1[512], cmd[8192];
     snprintf(one, sizeof one, "%s", rt_tmp("one"));
     snprintf(two, sizeof two, "%s", rt_tmp("two"));
@@ -82,7 +85,7 @@ int main(void) {
     snprintf(fail1, sizeof fail1, "%s", rt_tmp("fail1"));
     snprintf(err, sizeof err, "%s/fail.err", rt_test_tmpdir());
     snprintf(cmd, sizeof cmd,
-             "%s -np 1 --oversubscribe %s finetune %s %s output_dir=%s : -np 1 %s finetune %s %s "
+             "ASAN_OPTIONS=detect_leaks=0 %s -np 1 --oversubscribe %s finetune %s %s output_dir=%s : -np 1 %s finetune %s %s "
              "datasets.0.path=/nonexistent/rank1.txt output_dir=%s >/dev/null 2>%s",
              RETORT_MPIEXEC, RETORT_BIN, RECIPE, common, fail0, RETORT_BIN, RECIPE, common, fail1, err);
     time_t t0 = time(NULL);

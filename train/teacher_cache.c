@@ -338,7 +338,7 @@ static rt_status read_shard(rt_teacher_cache *c, const char *dir, int64_t i, cha
     shard_path(path, sizeof path, dir, i);
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        snprintf(why, cap, "%s is missing", path);
+        snprintf(why, cap, "shard %lld is missing", (long long)i);
         return RT_EINPUT;
     }
     char *buf;
@@ -347,7 +347,7 @@ static rt_status read_shard(rt_teacher_cache *c, const char *dir, int64_t i, cha
     rt_status s = RT_OK;
     header h;
     if (len < HEADER_BYTES || memcmp(buf, MAGIC, 8) != 0) {
-        snprintf(why, cap, "%s is not a retort teacher cache shard", path);
+        snprintf(why, cap, "shard %lld is not a retort teacher cache shard", (long long)i);
         s = RT_EINPUT;
     } else {
         header_read((const unsigned char *)buf, &h);
@@ -360,7 +360,7 @@ static rt_status read_shard(rt_teacher_cache *c, const char *dir, int64_t i, cha
                         h.row_begin != (uint64_t)r0 || h.row_count != (uint64_t)(r1 - r0) ||
                         h.tokens != (uint64_t)(c->row_off[r1] - c->row_off[r0]) ||
                         h.raw_bytes != h.tokens * h.k * 8 || h.zbytes != len - HEADER_BYTES))
-            snprintf(why, cap, "%s: inconsistent header (truncated or from another cache)", path);
+            snprintf(why, cap, "shard %lld: inconsistent header (truncated or from another cache)", (long long)i);
         if (why[0]) s = RT_EINPUT;
     }
     if (s == RT_OK) {
@@ -371,7 +371,7 @@ static rt_status read_shard(rt_teacher_cache *c, const char *dir, int64_t i, cha
         } else {
             size_t got = ZSTD_decompress(payload, raw, buf + HEADER_BYTES, len - HEADER_BYTES);
             if (ZSTD_isError(got) || got != raw) {
-                snprintf(why, cap, "%s: corrupt zstd data", path);
+                snprintf(why, cap, "shard %lld: corrupt zstd data", (long long)i);
                 s = RT_EINPUT;
             } else {
                 int64_t t0 = c->row_off[h.row_begin] * (int64_t)h.k;

@@ -96,7 +96,7 @@ rt_status rt_teacher_cache_open(const char *dir, const rt_teacher_cache_key *key
 
 /* The cached top-k of batch b: ids and logp [b->B * b->T * k] (host
  * memory, caller's). Positions whose label is -100 get ids 0..k-1 and
- * log-probs -log(V) (ignored by the KD loss, but valid input for it).
+ * log-probs -log(k) - 20 (ignored by the KD loss, but valid input for it).
  * RT_EINPUT when a batch row is not in the cache (another dataset). */
 rt_status rt_teacher_cache_lookup(const rt_teacher_cache *c, const rt_batch *b, int32_t *ids,
                                   float *logp);

@@ -23,7 +23,10 @@
  * (8 floats are two SSE vectors plus a horizontal sum); the forward reuses a
  * tile for ATT_QB query rows and the backward also accumulates the block's
  * dK and dV in tiles (FlashAttention-2's loop order: key block outer, query
- * rows inner). Wider heads work on the rows directly.
+ * rows inner). Wider heads work on the rows directly. On x86-64 the
+ * per-unit work functions are compiled twice, for AVX2+FMA (x86-64-v3: 8
+ * floats per vector, fused multiply-add, blends) and for the build's baseline
+ * (SSE2), and the loader picks one per machine (GCC target_clones).
  * Scores, probabilities and the Dh-term dot products are f32; the softmax
  * denominator of a row is summed per block in f32 and across blocks in
  * double, and lse = max + log(sum) in double.
@@ -32,6 +35,17 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
+
+/* Work functions: cloned per ISA where GCC supports it (see above). Their
+ * helpers are forced inline so that each clone gets its own vector code
+ * (a plain call would land in the baseline copy). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ATT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define ATT_INLINE static inline __attribute__((always_inline))
+#else
+#define ATT_CLONES
+#define ATT_INLINE static inline
+#endif
 
 /* exp(x) in f32, written so that a loop of it vectorises (a call to libm's
  * expf stops gcc from vectorising). x = n ln2 + r with |r| <= ln2/2, the
@@ -51,7 +65,7 @@
  *
  * Identical copies live in softmax.c and elementwise.c (kernels/cpu has no
  * shared private header); keep them in step. */
-static inline float fast_expf(float x) {
+ATT_INLINE float fast_expf(float x) {
     const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f: exp is below FLT_MIN */
     const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f: n = 127, the largest exponent */
     union { float f; uint32_t u; int32_t i; } v = {.f = x};
@@ -94,7 +108,19 @@ static inline float fast_expf(float x) {
 /* Below this many multiply-adds (B*Tq*Tk*H*Dh) one thread does it all. */
 #define ATT_OMP_MIN 65536
 
-static inline float dotf(int64_t n, const float *a, const float *b) {
+/* Everything a work unit needs (kernels/kernels.h names). */
+typedef struct att_args {
+    int64_t B, Tq, Tk, H, Hkv, Dh;
+    int64_t group, kstride; /* H / Hkv; distance between consecutive keys of one head */
+    float scale;            /* 1/sqrt(Dh) */
+    const float *q, *k, *v, *out, *lse, *dout;
+    const int32_t *seg;
+    float *o, *lse_out, *dq, *dk, *dv;
+} att_args;
+
+ATT_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+ATT_INLINE float dotf(int64_t n, const float *a, const float *b) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
     for (int64_t d = 0; d < n; d++) s += a[d] * b[d];
@@ -102,12 +128,10 @@ static inline float dotf(int64_t n, const float *a, const float *b) {
 }
 
 /* y[0..n) += a * x[0..n) */
-static inline void axpyf(int64_t n, float a, const float *x, float *y) {
+ATT_INLINE void axpyf(int64_t n, float a, const float *x, float *y) {
 #pragma omp simd
     for (int64_t d = 0; d < n; d++) y[d] += a * x[d];
 }
-
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Online-softmax step for one row over a block of n scores s (in place):
  * raises the running max *m to the block's, exponentiates s[j] - *m into s,
@@ -115,8 +139,9 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * accumulated before must be rescaled (exp(old max - new max), 1 if the max
  * did not move). Returns -1 and leaves everything alone when every score is
  * -inf (the whole block lies in other segments). */
-static float softmax_block(int64_t n, float *s, float *m, double *l) {
+ATT_INLINE float softmax_block(int64_t n, float *s, float *m, double *l) {
     float bm = -INFINITY;
+#pragma omp simd reduction(max : bm)
     for (int64_t j = 0; j < n; j++) bm = s[j] > bm ? s[j] : bm;
     if (bm == -INFINITY) return -1.0f;
     float c = 1.0f;
@@ -137,28 +162,29 @@ static float softmax_block(int64_t n, float *s, float *m, double *l) {
 }
 
 /* Keys of segments other than the query's (seg_i) get score -inf. */
-static inline void mask_segments(int64_t n, const int32_t *seg_j, int32_t seg_i, float *s) {
+ATT_INLINE void mask_segments(int64_t n, const int32_t *seg_j, int32_t seg_i, float *s) {
     for (int64_t j = 0; j < n; j++)
         if (seg_j[j] != seg_i) s[j] = -INFINITY;
 }
 
 /* tile[d][j] = rows[j * stride + d] for j < n, d < Dh: keys (or values) of
  * one head, transposed so that loops over keys are contiguous. */
-static void pack_tile(int64_t n, int64_t Dh, const float *rows, int64_t stride, float *tile) {
+ATT_INLINE void pack_tile(int64_t n, int64_t Dh, const float *rows, int64_t stride, float *tile) {
     for (int64_t j = 0; j < n; j++)
         for (int64_t d = 0; d < Dh; d++) tile[d * ATT_KB + j] = rows[j * stride + d];
 }
 
 /* rows[j * stride + d] += tile[d][j]: the inverse of pack_tile, accumulating. */
-static void unpack_add_tile(int64_t n, int64_t Dh, const float *tile, float *rows, int64_t stride) {
+ATT_INLINE void unpack_add_tile(int64_t n, int64_t Dh, const float *tile, float *rows,
+                                int64_t stride) {
     for (int64_t j = 0; j < n; j++)
         for (int64_t d = 0; d < Dh; d++) rows[j * stride + d] += tile[d * ATT_KB + j];
 }
 
 /* out[j] = alpha * sum_d x[d] * tile[d][j] for j < n: a row of scores against
  * a packed tile, vectorised along the keys. */
-static void tile_dots(int64_t n, int64_t Dh, const float *x, const float *tile, float alpha,
-                      float *out) {
+ATT_INLINE void tile_dots(int64_t n, int64_t Dh, const float *x, const float *tile, float alpha,
+                          float *out) {
     for (int64_t j = 0; j < n; j++) out[j] = 0.0f;
     for (int64_t d = 0; d < Dh; d++) {
         const float xd = x[d], *t = tile + d * ATT_KB;
@@ -169,114 +195,105 @@ static void tile_dots(int64_t n, int64_t Dh, const float *x, const float *tile, 
     for (int64_t j = 0; j < n; j++) out[j] *= alpha;
 }
 
-/* Forward, Dh <= ATT_DPACK. A work unit is ATT_QB query rows of one
- * (batch, head); its key/value blocks are packed once for all its rows.
- * Unit cost grows with the query position (causal), hence dynamic. */
-static void attention_fwd_tiled(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv,
-                                int64_t Dh, const float *q, const float *k, const float *v,
-                                const int32_t *seg, float *out, float *lse) {
-    const int64_t group = H / Hkv, off = Tk - Tq, kstride = Hkv * Dh;
-    const int64_t nqb = (Tq + ATT_QB - 1) / ATT_QB;
-    const float scale = (float)(1.0 / sqrt((double)Dh));
-#pragma omp parallel for schedule(dynamic, 1) if (B * Tq * Tk * H * Dh >= ATT_OMP_MIN)
-    for (int64_t unit = 0; unit < B * H * nqb; unit++) {
-        const int64_t b = unit / (H * nqb), h = (unit / nqb) % H, kh = h / group;
-        const int64_t i0 = (unit % nqb) * ATT_QB, nq = min64(ATT_QB, Tq - i0);
-        const float *kb = k + (b * Tk * Hkv + kh) * Dh, *vb = v + (b * Tk * Hkv + kh) * Dh;
-        const int32_t *seg_b = seg ? seg + b * Tk : NULL;
-        float kt[ATT_DPACK * ATT_KB], vt[ATT_DPACK * ATT_KB], s[ATT_KB];
-        float m[ATT_QB];
-        double l[ATT_QB];
+/* Forward, Dh <= ATT_DPACK: ATT_QB query rows (i0..) of one (batch b, head
+ * h), whose key/value blocks are packed once for all the rows. */
+static ATT_CLONES void fwd_tiled_unit(const att_args *a, int64_t b, int64_t h, int64_t i0) {
+    const int64_t Tq = a->Tq, H = a->H, Dh = a->Dh, off = a->Tk - Tq, kstride = a->kstride;
+    const int64_t nq = min64(ATT_QB, Tq - i0), kv0 = (b * a->Tk * a->Hkv + h / a->group) * Dh;
+    const int32_t *seg_b = a->seg ? a->seg + b * a->Tk : NULL;
+    float kt[ATT_DPACK * ATT_KB], vt[ATT_DPACK * ATT_KB], s[ATT_KB], m[ATT_QB];
+    double l[ATT_QB];
+    for (int64_t r = 0; r < nq; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0;
+        memset(a->o + ((b * Tq + i0 + r) * H + h) * Dh, 0, (size_t)Dh * sizeof(float));
+    }
+    const int64_t kend = off + i0 + nq; /* the unit's rows see keys < kend */
+    for (int64_t j0 = 0; j0 < kend; j0 += ATT_KB) {
+        const int64_t n = min64(ATT_KB, kend - j0);
+        pack_tile(n, Dh, a->k + kv0 + j0 * kstride, kstride, kt);
+        pack_tile(n, Dh, a->v + kv0 + j0 * kstride, kstride, vt);
         for (int64_t r = 0; r < nq; r++) {
-            m[r] = -INFINITY;
-            l[r] = 0.0;
-            memset(out + ((b * Tq + i0 + r) * H + h) * Dh, 0, (size_t)Dh * sizeof(float));
-        }
-        const int64_t kend = off + i0 + nq; /* the unit's rows see keys < kend */
-        for (int64_t j0 = 0; j0 < kend; j0 += ATT_KB) {
-            const int64_t n = min64(ATT_KB, kend - j0);
-            pack_tile(n, Dh, kb + j0 * kstride, kstride, kt);
-            pack_tile(n, Dh, vb + j0 * kstride, kstride, vt);
-            for (int64_t r = 0; r < nq; r++) {
-                const int64_t i = i0 + r, nv = min64(n, off + i + 1 - j0); /* causal */
-                if (nv <= 0) continue;
-                const int64_t row = (b * Tq + i) * H + h;
-                tile_dots(nv, Dh, q + row * Dh, kt, scale, s);
-                if (seg_b) mask_segments(nv, seg_b + j0, seg_b[off + i], s);
-                const float c = softmax_block(nv, s, &m[r], &l[r]);
-                if (c < 0.0f) continue;
-                float *o = out + row * Dh;
-                for (int64_t d = 0; d < Dh; d++) {
-                    const float *t = vt + d * ATT_KB;
-                    float acc = 0.0f;
+            const int64_t i = i0 + r, nv = min64(n, off + i + 1 - j0); /* causal */
+            if (nv <= 0) continue;
+            const int64_t row = (b * Tq + i) * H + h;
+            tile_dots(nv, Dh, a->q + row * Dh, kt, a->scale, s);
+            if (seg_b) mask_segments(nv, seg_b + j0, seg_b[off + i], s);
+            const float c = softmax_block(nv, s, &m[r], &l[r]);
+            if (c < 0.0f) continue;
+            float *o = a->o + row * Dh;
+            for (int64_t d = 0; d < Dh; d++) {
+                const float *t = vt + d * ATT_KB;
+                float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-                    for (int64_t j = 0; j < nv; j++) acc += s[j] * t[j];
-                    o[d] = o[d] * c + acc;
-                }
+                for (int64_t j = 0; j < nv; j++) acc += s[j] * t[j];
+                o[d] = o[d] * c + acc;
             }
         }
-        for (int64_t r = 0; r < nq; r++) { /* key i is always visible, so l >= 1 */
-            float *o = out + ((b * Tq + i0 + r) * H + h) * Dh;
-            const float inv = (float)(1.0 / l[r]);
-            for (int64_t d = 0; d < Dh; d++) o[d] *= inv;
-            lse[(b * H + h) * Tq + i0 + r] = (float)((double)m[r] + log(l[r]));
-        }
     }
-}
-
-/* Forward, wide heads: rows (b, i, h) are independent, each walks its keys
- * block by block with vectors along Dh. Rows are dealt in small interleaved
- * chunks because their cost grows with i. */
-static void attention_fwd_rows(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv,
-                               int64_t Dh, const float *q, const float *k, const float *v,
-                               const int32_t *seg, float *out, float *lse) {
-    const int64_t group = H / Hkv, off = Tk - Tq, kstride = Hkv * Dh;
-    const float scale = (float)(1.0 / sqrt((double)Dh));
-#pragma omp parallel for schedule(static, 8) if (B * Tq * Tk * H * Dh >= ATT_OMP_MIN)
-    for (int64_t row = 0; row < B * Tq * H; row++) {
-        const int64_t b = row / (Tq * H), i = (row / H) % Tq, h = row % H, kh = h / group;
-        const int64_t last = off + i; /* keys 0..last are causally visible */
-        const float *qi = q + row * Dh;
-        const float *kb = k + (b * Tk * Hkv + kh) * Dh, *vb = v + (b * Tk * Hkv + kh) * Dh;
-        const int32_t *seg_b = seg ? seg + b * Tk : NULL;
-        float *o = out + row * Dh;
-        memset(o, 0, (size_t)Dh * sizeof(float));
-        float m = -INFINITY, s[ATT_KB];
-        double l = 0.0;
-        for (int64_t j0 = 0; j0 <= last; j0 += ATT_KB) {
-            const int64_t n = min64(ATT_KB, last + 1 - j0);
-            for (int64_t j = 0; j < n; j++) s[j] = scale * dotf(Dh, qi, kb + (j0 + j) * kstride);
-            if (seg_b) mask_segments(n, seg_b + j0, seg_b[last], s);
-            const float c = softmax_block(n, s, &m, &l);
-            if (c < 0.0f) continue;
-            if (c != 1.0f)
-                for (int64_t d = 0; d < Dh; d++) o[d] *= c;
-            for (int64_t j = 0; j < n; j++) axpyf(Dh, s[j], vb + (j0 + j) * kstride, o);
-        }
-        const float inv = (float)(1.0 / l); /* key i is always visible, so l >= 1 */
+    for (int64_t r = 0; r < nq; r++) { /* key i is always visible, so l >= 1 */
+        float *o = a->o + ((b * Tq + i0 + r) * H + h) * Dh;
+        const float inv = (float)(1.0 / l[r]);
         for (int64_t d = 0; d < Dh; d++) o[d] *= inv;
-        lse[(b * H + h) * Tq + i] = (float)((double)m + log(l));
+        a->lse_out[(b * H + h) * Tq + i0 + r] = (float)((double)m[r] + log(l[r]));
     }
 }
 
+/* Forward, wide heads: one query row (b, i, h) walks its keys block by block
+ * with vectors along Dh. */
+static ATT_CLONES void fwd_row(const att_args *a, int64_t row) {
+    const int64_t Tq = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
+    const int64_t b = row / (Tq * H), i = (row / H) % Tq, h = row % H;
+    const int64_t last = a->Tk - Tq + i; /* keys 0..last are causally visible */
+    const int64_t kv0 = (b * a->Tk * a->Hkv + h / a->group) * Dh;
+    const float *qi = a->q + row * Dh, *kb = a->k + kv0, *vb = a->v + kv0;
+    const int32_t *seg_b = a->seg ? a->seg + b * a->Tk : NULL;
+    float *o = a->o + row * Dh;
+    memset(o, 0, (size_t)Dh * sizeof(float));
+    float m = -INFINITY, s[ATT_KB];
+    double l = 0.0;
+    for (int64_t j0 = 0; j0 <= last; j0 += ATT_KB) {
+        const int64_t n = min64(ATT_KB, last + 1 - j0);
+        for (int64_t j = 0; j < n; j++) s[j] = a->scale * dotf(Dh, qi, kb + (j0 + j) * kstride);
+        if (seg_b) mask_segments(n, seg_b + j0, seg_b[last], s);
+        const float c = softmax_block(n, s, &m, &l);
+        if (c < 0.0f) continue;
+        if (c != 1.0f)
+            for (int64_t d = 0; d < Dh; d++) o[d] *= c;
+        for (int64_t j = 0; j < n; j++) axpyf(Dh, s[j], vb + (j0 + j) * kstride, o);
+    }
+    const float inv = (float)(1.0 / l); /* key i is always visible, so l >= 1 */
+    for (int64_t d = 0; d < Dh; d++) o[d] *= inv;
+    a->lse_out[(b * H + h) * Tq + i] = (float)((double)m + log(l));
+}
+
+/* Work is split into independent units: (b, h, block of ATT_QB rows) for
+ * tiles, single rows otherwise. A unit's cost grows with its query position
+ * (causal), so units are handed out dynamically. */
 void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
                       const float *q, const float *k, const float *v, const int32_t *seg,
                       float *out, float *lse) {
-    if (Tq != Tk) seg = NULL; /* segments are defined for full sequences only */
-    if (Dh <= ATT_DPACK)
-        attention_fwd_tiled(B, Tq, Tk, H, Hkv, Dh, q, k, v, seg, out, lse);
-    else
-        attention_fwd_rows(B, Tq, Tk, H, Hkv, Dh, q, k, v, seg, out, lse);
+    const att_args a = {.B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .Dh = Dh,
+                        .group = H / Hkv, .kstride = Hkv * Dh,
+                        .scale = (float)(1.0 / sqrt((double)Dh)), .q = q, .k = k, .v = v,
+                        /* segments are defined for full sequences only */
+                        .seg = Tq == Tk ? seg : NULL, .o = out, .lse_out = lse};
+    const bool par = B * Tq * Tk * H * Dh >= ATT_OMP_MIN;
+    if (Dh <= ATT_DPACK) {
+        const int64_t nqb = (Tq + ATT_QB - 1) / ATT_QB;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+        for (int64_t u = 0; u < B * H * nqb; u++)
+            fwd_tiled_unit(&a, u / (H * nqb), (u / nqb) % H, (u % nqb) * ATT_QB);
+    } else {
+#pragma omp parallel for schedule(dynamic, 8) if (par)
+        for (int64_t row = 0; row < B * Tq * H; row++) fwd_row(&a, row);
+    }
 }
-
-/* Backward: threads split (b, kv head) pairs. Every write of a pair (dk, dv
- * of that kv head and dq of the query heads that read it) stays in one
- * thread, so the accumulation is race-free without atomics or scratch. */
 
 /* P_ij and scale * dS_ij for one query row against n keys, given its scores
  * p[j] = scale * q.k_j (masked: -inf) and ds[j] = dO_i . V_j on entry. */
-static inline void probs_and_dscores(int64_t n, float lse_i, float D, float scale, float *p,
-                                     float *ds) {
+ATT_INLINE void probs_and_dscores(int64_t n, float lse_i, float D, float scale, float *p,
+                                  float *ds) {
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) {
         p[j] = fast_expf(p[j] - lse_i);
@@ -284,110 +301,107 @@ static inline void probs_and_dscores(int64_t n, float lse_i, float D, float scal
     }
 }
 
-/* Dh <= ATT_DPACK: key block outer, query rows inner; the block's K and V are
- * packed and its dK and dV accumulate in tiles, added to dk, dv once. */
-static void attention_bwd_tiled(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
-                                const float *q, const float *k, const float *v,
-                                const int32_t *seg, const float *out, const float *lse,
-                                const float *dout, float *dq, float *dk, float *dv) {
-    const int64_t group = H / Hkv, kstride = Hkv * Dh;
-    const float scale = (float)(1.0 / sqrt((double)Dh));
-#pragma omp parallel for schedule(dynamic, 1) if (B * T * T * H * Dh >= ATT_OMP_MIN)
-    for (int64_t pair = 0; pair < B * Hkv; pair++) {
-        const int64_t b = pair / Hkv, kh = pair % Hkv;
-        const int32_t *seg_b = seg ? seg + b * T : NULL;
-        const int64_t kv0 = (b * T * Hkv + kh) * Dh; /* key j of this pair at kv0 + j*kstride */
-        float kt[ATT_DPACK * ATT_KB], vt[ATT_DPACK * ATT_KB];
-        float dkt[ATT_DPACK * ATT_KB], dvt[ATT_DPACK * ATT_KB], p[ATT_KB], ds[ATT_KB];
-        for (int64_t j0 = 0; j0 < T; j0 += ATT_KB) {
-            const int64_t n = min64(ATT_KB, T - j0);
-            pack_tile(n, Dh, k + kv0 + j0 * kstride, kstride, kt);
-            pack_tile(n, Dh, v + kv0 + j0 * kstride, kstride, vt);
-            memset(dkt, 0, sizeof dkt);
-            memset(dvt, 0, sizeof dvt);
-            for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
-                for (int64_t i = j0; i < T; i++) { /* rows before j0 see none of the block */
-                    const int64_t nv = min64(n, i + 1 - j0), qo = ((b * T + i) * H + h) * Dh;
-                    const float *qi = q + qo, *doi = dout + qo;
-                    tile_dots(nv, Dh, qi, kt, scale, p);
-                    if (seg_b) mask_segments(nv, seg_b + j0, seg_b[i], p);
-                    tile_dots(nv, Dh, doi, vt, 1.0f, ds); /* dP */
-                    probs_and_dscores(nv, lse[(b * H + h) * T + i], dotf(Dh, doi, out + qo),
-                                      scale, p, ds);
-                    for (int64_t d = 0; d < Dh; d++) {
-                        const float qd = qi[d], dod = doi[d];
-                        float *dkr = dkt + d * ATT_KB, *dvr = dvt + d * ATT_KB;
+/* Backward, Dh <= ATT_DPACK, one (batch b, kv head kh) pair: key block outer,
+ * query rows inner; the block's K and V are packed and its dK and dV
+ * accumulate in tiles, added to dk, dv once per block. */
+static ATT_CLONES void bwd_tiled_pair(const att_args *a, int64_t b, int64_t kh) {
+    const int64_t T = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
+    const int64_t kv0 = (b * T * a->Hkv + kh) * Dh; /* key j of the pair at kv0 + j*kstride */
+    const int32_t *seg_b = a->seg ? a->seg + b * T : NULL;
+    float kt[ATT_DPACK * ATT_KB], vt[ATT_DPACK * ATT_KB];
+    float dkt[ATT_DPACK * ATT_KB], dvt[ATT_DPACK * ATT_KB], p[ATT_KB], ds[ATT_KB];
+    for (int64_t j0 = 0; j0 < T; j0 += ATT_KB) {
+        const int64_t n = min64(ATT_KB, T - j0);
+        pack_tile(n, Dh, a->k + kv0 + j0 * kstride, kstride, kt);
+        pack_tile(n, Dh, a->v + kv0 + j0 * kstride, kstride, vt);
+        memset(dkt, 0, sizeof dkt);
+        memset(dvt, 0, sizeof dvt);
+        for (int64_t h = kh * a->group; h < (kh + 1) * a->group; h++) {
+            for (int64_t i = j0; i < T; i++) { /* rows before j0 see none of the block */
+                const int64_t nv = min64(n, i + 1 - j0), qo = ((b * T + i) * H + h) * Dh;
+                const float *qi = a->q + qo, *doi = a->dout + qo;
+                tile_dots(nv, Dh, qi, kt, a->scale, p);
+                if (seg_b) mask_segments(nv, seg_b + j0, seg_b[i], p);
+                tile_dots(nv, Dh, doi, vt, 1.0f, ds); /* dP */
+                probs_and_dscores(nv, a->lse[(b * H + h) * T + i], dotf(Dh, doi, a->out + qo),
+                                  a->scale, p, ds);
+                for (int64_t d = 0; d < Dh; d++) {
+                    const float qd = qi[d], dod = doi[d];
+                    float *dkr = dkt + d * ATT_KB, *dvr = dvt + d * ATT_KB;
 #pragma omp simd
-                        for (int64_t j = 0; j < nv; j++) {
-                            dvr[j] += dod * p[j];
-                            dkr[j] += qd * ds[j];
-                        }
+                    for (int64_t j = 0; j < nv; j++) {
+                        dvr[j] += dod * p[j];
+                        dkr[j] += qd * ds[j];
                     }
-                    if (dq) {
-                        float *dqi = dq + qo;
-                        for (int64_t d = 0; d < Dh; d++) {
-                            const float *kr = kt + d * ATT_KB;
-                            float acc = 0.0f;
+                }
+                if (a->dq) {
+                    float *dqi = a->dq + qo;
+                    for (int64_t d = 0; d < Dh; d++) {
+                        const float *kr = kt + d * ATT_KB;
+                        float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-                            for (int64_t j = 0; j < nv; j++) acc += ds[j] * kr[j];
-                            dqi[d] += acc;
-                        }
+                        for (int64_t j = 0; j < nv; j++) acc += ds[j] * kr[j];
+                        dqi[d] += acc;
                     }
                 }
             }
-            if (dk) unpack_add_tile(n, Dh, dkt, dk + kv0 + j0 * kstride, kstride);
-            if (dv) unpack_add_tile(n, Dh, dvt, dv + kv0 + j0 * kstride, kstride);
         }
+        if (a->dk) unpack_add_tile(n, Dh, dkt, a->dk + kv0 + j0 * kstride, kstride);
+        if (a->dv) unpack_add_tile(n, Dh, dvt, a->dv + kv0 + j0 * kstride, kstride);
     }
 }
 
-/* Wide heads: query rows outer, key blocks inner, vectors along Dh. */
-static void attention_bwd_rows(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
-                               const float *q, const float *k, const float *v,
-                               const int32_t *seg, const float *out, const float *lse,
-                               const float *dout, float *dq, float *dk, float *dv) {
-    const int64_t group = H / Hkv, kstride = Hkv * Dh;
-    const float scale = (float)(1.0 / sqrt((double)Dh));
-#pragma omp parallel for schedule(dynamic, 1) if (B * T * T * H * Dh >= ATT_OMP_MIN)
-    for (int64_t pair = 0; pair < B * Hkv; pair++) {
-        const int64_t b = pair / Hkv, kh = pair % Hkv;
-        const int32_t *seg_b = seg ? seg + b * T : NULL;
-        const int64_t kv0 = (b * T * Hkv + kh) * Dh;
-        float p[ATT_KB], ds[ATT_KB];
-        for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
-            for (int64_t i = 0; i < T; i++) {
-                const int64_t qo = ((b * T + i) * H + h) * Dh;
-                const float *qi = q + qo, *doi = dout + qo;
-                const float lse_i = lse[(b * H + h) * T + i], D = dotf(Dh, doi, out + qo);
-                for (int64_t j0 = 0; j0 <= i; j0 += ATT_KB) {
-                    const int64_t n = min64(ATT_KB, i + 1 - j0);
-                    for (int64_t j = 0; j < n; j++) {
-                        const int64_t kv = kv0 + (j0 + j) * kstride;
-                        p[j] = scale * dotf(Dh, qi, k + kv);
-                        ds[j] = dotf(Dh, doi, v + kv); /* dP */
-                    }
-                    if (seg_b) mask_segments(n, seg_b + j0, seg_b[i], p);
-                    probs_and_dscores(n, lse_i, D, scale, p, ds);
-                    for (int64_t j = 0; j < n; j++) {
-                        if (p[j] == 0.0f) continue; /* masked (or negligible): no gradient */
-                        const int64_t kv = kv0 + (j0 + j) * kstride;
-                        if (dv) axpyf(Dh, p[j], doi, dv + kv);
-                        if (dq) axpyf(Dh, ds[j], k + kv, dq + qo);
-                        if (dk) axpyf(Dh, ds[j], qi, dk + kv);
-                    }
+/* Backward, wide heads, one (b, kh) pair: query rows outer, key blocks
+ * inner, vectors along Dh. */
+static ATT_CLONES void bwd_rows_pair(const att_args *a, int64_t b, int64_t kh) {
+    const int64_t T = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
+    const int64_t kv0 = (b * T * a->Hkv + kh) * Dh;
+    const int32_t *seg_b = a->seg ? a->seg + b * T : NULL;
+    float p[ATT_KB], ds[ATT_KB];
+    for (int64_t h = kh * a->group; h < (kh + 1) * a->group; h++) {
+        for (int64_t i = 0; i < T; i++) {
+            const int64_t qo = ((b * T + i) * H + h) * Dh;
+            const float *qi = a->q + qo, *doi = a->dout + qo;
+            const float lse_i = a->lse[(b * H + h) * T + i], D = dotf(Dh, doi, a->out + qo);
+            for (int64_t j0 = 0; j0 <= i; j0 += ATT_KB) {
+                const int64_t n = min64(ATT_KB, i + 1 - j0);
+                for (int64_t j = 0; j < n; j++) {
+                    const int64_t kv = kv0 + (j0 + j) * kstride;
+                    p[j] = a->scale * dotf(Dh, qi, a->k + kv);
+                    ds[j] = dotf(Dh, doi, a->v + kv); /* dP */
+                }
+                if (seg_b) mask_segments(n, seg_b + j0, seg_b[i], p);
+                probs_and_dscores(n, lse_i, D, a->scale, p, ds);
+                for (int64_t j = 0; j < n; j++) {
+                    if (p[j] == 0.0f) continue; /* masked (or negligible): no gradient */
+                    const int64_t kv = kv0 + (j0 + j) * kstride;
+                    if (a->dv) axpyf(Dh, p[j], doi, a->dv + kv);
+                    if (a->dq) axpyf(Dh, ds[j], a->k + kv, a->dq + qo);
+                    if (a->dk) axpyf(Dh, ds[j], qi, a->dk + kv);
                 }
             }
         }
     }
 }
 
+/* Threads split (b, kv head) pairs: every write of a pair (dk, dv of that kv
+ * head and dq of the query heads that read it) stays in one thread, so the
+ * accumulation is race-free without atomics or scratch. */
 void rt_cpu_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
                           const float *q, const float *k, const float *v, const int32_t *seg,
                           const float *out, const float *lse, const float *dout, float *dq,
                           float *dk, float *dv) {
     if (!dq && !dk && !dv) return;
-    if (Dh <= ATT_DPACK)
-        attention_bwd_tiled(B, T, H, Hkv, Dh, q, k, v, seg, out, lse, dout, dq, dk, dv);
-    else
-        attention_bwd_rows(B, T, H, Hkv, Dh, q, k, v, seg, out, lse, dout, dq, dk, dv);
+    const att_args a = {.B = B, .Tq = T, .Tk = T, .H = H, .Hkv = Hkv, .Dh = Dh,
+                        .group = H / Hkv, .kstride = Hkv * Dh,
+                        .scale = (float)(1.0 / sqrt((double)Dh)), .q = q, .k = k, .v = v,
+                        .out = out, .lse = lse, .dout = dout, .seg = seg, .dq = dq, .dk = dk,
+                        .dv = dv};
+#pragma omp parallel for schedule(dynamic, 1) if (B * T * T * H * Dh >= ATT_OMP_MIN)
+    for (int64_t pair = 0; pair < B * Hkv; pair++) {
+        if (Dh <= ATT_DPACK)
+            bwd_tiled_pair(&a, pair / Hkv, pair % Hkv);
+        else
+            bwd_rows_pair(&a, pair / Hkv, pair % Hkv);
+    }
 }

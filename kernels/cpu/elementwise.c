@@ -6,10 +6,22 @@
  * Broadcast operands are walked row by row (b has nb elements, a has n/nb
  * rows of nb) rather than with i % nb per element: a division per element
  * cost more than the arithmetic and kept the loop scalar. The sigmoid of
- * silu/swiglu uses fast_expf so its loops vectorise. */
+ * silu/swiglu uses fast_expf so its loops vectorise, and those loops are
+ * compiled twice on x86-64, for AVX2+FMA (x86-64-v3) and for the build's
+ * baseline, picked per machine at load time (GCC target_clones; helpers
+ * forced inline so each copy gets its own vector code). The simple
+ * arithmetic loops are memory-bound and stay single-version. */
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define EW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define EW_INLINE static inline __attribute__((always_inline))
+#else
+#define EW_CLONES
+#define EW_INLINE static inline
+#endif
 
 /* Below this many elements an OpenMP region costs more than it saves. */
 #define EW_OMP_MIN 16384
@@ -20,7 +32,7 @@
  * Taylor series of exp(r) to r^7, 2^n in the exponent bits; within 2 ulp;
  * x < -87.33654 (also -inf) gives 0, x > 88.37626 saturates, NaN stays NaN.
  * The range checks use the bit pattern so that gcc if-converts them. */
-static inline float fast_expf(float x) {
+EW_INLINE float fast_expf(float x) {
     const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f */
     const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f */
     union { float f; uint32_t u; int32_t i; } v = {.f = x};
@@ -120,47 +132,78 @@ void rt_cpu_mul_acc(int64_t n, int64_t nb, const float *g, const float *b, float
 }
 
 /* silu(x) = x * sigmoid(x) (Hendrycks & Gimpel 2016; Elfwing et al. 2017). */
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
-
-void rt_cpu_silu(int64_t n, const float *x, float *y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
-}
+EW_INLINE float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
 
 /* d silu / dx = s + x s (1 - s), s = sigmoid(x). */
-static inline float dsiluf(float x) {
+EW_INLINE float dsiluf(float x) {
     float s = sigmoidf(x);
     return s * (1.0f + x * (1.0f - s));
 }
 
-void rt_cpu_silu_bwd(int64_t n, const float *x, const float *dy, float *dx) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
+/* The activations' loops run over spans of EW_SPAN elements: each span is
+ * one call of a per-ISA function (see the top of the file). */
+#define EW_SPAN 8192
+
+static EW_CLONES void silu_span(int64_t n, const float *x, float *y) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+}
+
+static EW_CLONES void silu_bwd_span(int64_t n, const float *x, const float *dy, float *dx) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * dsiluf(x[i]);
 }
 
-void rt_cpu_swiglu(int64_t n, const float *gate, const float *up, float *y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
+static EW_CLONES void swiglu_span(int64_t n, const float *gate, const float *up, float *y) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) y[i] = gate[i] * sigmoidf(gate[i]) * up[i];
 }
 
 /* One loop per combination of requested outputs, so no loop tests a
  * pointer per element (which would keep it scalar). */
-void rt_cpu_swiglu_bwd(int64_t n, const float *gate, const float *up, const float *dy,
-                       float *dgate, float *dup) {
+static EW_CLONES void swiglu_bwd_span(int64_t n, const float *gate, const float *up,
+                                      const float *dy, float *dgate, float *dup) {
     if (dgate && dup) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i], s = sigmoidf(g);
             dgate[i] += dy[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
             dup[i] += dy[i] * g * s;
         }
     } else if (dgate) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) dgate[i] += dy[i] * up[i] * dsiluf(gate[i]);
     } else if (dup) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= EW_OMP_MIN)
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) dup[i] += dy[i] * gate[i] * sigmoidf(gate[i]);
     }
+}
+
+void rt_cpu_silu(int64_t n, const float *x, float *y) {
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_SPAN)
+        silu_span(n - i0 < EW_SPAN ? n - i0 : EW_SPAN, x + i0, y + i0);
+}
+
+void rt_cpu_silu_bwd(int64_t n, const float *x, const float *dy, float *dx) {
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_SPAN)
+        silu_bwd_span(n - i0 < EW_SPAN ? n - i0 : EW_SPAN, x + i0, dy + i0, dx + i0);
+}
+
+void rt_cpu_swiglu(int64_t n, const float *gate, const float *up, float *y) {
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_SPAN)
+        swiglu_span(n - i0 < EW_SPAN ? n - i0 : EW_SPAN, gate + i0, up + i0, y + i0);
+}
+
+void rt_cpu_swiglu_bwd(int64_t n, const float *gate, const float *up, const float *dy,
+                       float *dgate, float *dup) {
+    if (!dgate && !dup) return;
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_SPAN)
+        swiglu_bwd_span(n - i0 < EW_SPAN ? n - i0 : EW_SPAN, gate + i0, up + i0, dy + i0,
+                        dgate ? dgate + i0 : NULL, dup ? dup + i0 : NULL);
 }
 
 /* splitmix64 (Steele, Lea & Flood 2014, "Fast splittable pseudorandom

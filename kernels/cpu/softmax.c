@@ -15,10 +15,23 @@
  * memory and the gradient one more. Sums are f32 within a block (a few
  * dozen terms per SIMD lane) and double across blocks, so a 32000-term row
  * sum keeps ~1e-7 relative accuracy.
+ *
+ * Each kernel's per-row work is a function compiled twice on x86-64, for
+ * AVX2+FMA (x86-64-v3) and for the build's baseline, picked per machine at
+ * load time (GCC target_clones); its helpers are forced inline so that each
+ * copy gets its own vector code.
  */
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define SM_INLINE static inline __attribute__((always_inline))
+#else
+#define SM_CLONES
+#define SM_INLINE static inline
+#endif
 
 #define SM_BLOCK 256
 /* Below this many elements (rows * cols) one thread does it all. */
@@ -30,7 +43,7 @@
  * Taylor series of exp(r) to r^7, 2^n in the exponent bits; within 2 ulp;
  * x < -87.33654 (also -inf) gives 0, x > 88.37626 saturates, NaN stays NaN.
  * The range checks use the bit pattern so that gcc if-converts them. */
-static inline float fast_expf(float x) {
+SM_INLINE float fast_expf(float x) {
     const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f */
     const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f */
     union { float f; uint32_t u; int32_t i; } v = {.f = x};
@@ -57,11 +70,11 @@ static inline float fast_expf(float x) {
     return p * sc.f * keep;
 }
 
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+SM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* The max m of a*x over a row and sum_j exp(a*x_j - m) (a = 1/T > 0), in one
  * pass: per block, its max, then its exponentials against the running max. */
-static void row_max_sumexp(int64_t n, const float *x, float a, float *m_out, double *sum_out) {
+SM_INLINE void row_max_sumexp(int64_t n, const float *x, float a, float *m_out, double *sum_out) {
     float m = -INFINITY;
     double sum = 0.0;
     for (int64_t j0 = 0; j0 < n; j0 += SM_BLOCK) {
@@ -86,7 +99,7 @@ static void row_max_sumexp(int64_t n, const float *x, float a, float *m_out, dou
 }
 
 /* logsumexp of a*x over a row, in double. */
-static double row_lse(int64_t n, const float *x, float a) {
+SM_INLINE double row_lse(int64_t n, const float *x, float a) {
     float m;
     double sum;
     row_max_sumexp(n, x, a, &m, &sum);
@@ -94,7 +107,7 @@ static double row_lse(int64_t n, const float *x, float a) {
 }
 
 /* sum_j x_j * (y ? y_j : 1): f32 within blocks, double across. */
-static double row_dot(int64_t n, const float *x, const float *y) {
+SM_INLINE double row_dot(int64_t n, const float *x, const float *y) {
     double total = 0.0;
     for (int64_t j0 = 0; j0 < n; j0 += SM_BLOCK) {
         const int64_t nb = min64(SM_BLOCK, n - j0);
@@ -111,56 +124,104 @@ static double row_dot(int64_t n, const float *x, const float *y) {
     return total;
 }
 
-void rt_cpu_softmax(int64_t rows, int64_t cols, const float *x, float *y) {
-#pragma omp parallel for schedule(static) if (rows * cols >= SM_OMP_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        float *yr = y + r * cols, m;
-        double sum;
-        row_max_sumexp(cols, xr, 1.0f, &m, &sum);
-        const float inv = (float)(1.0 / sum);
+/* ---- one row of each kernel ---- */
+
+static SM_CLONES void softmax_row(int64_t cols, const float *x, float *y) {
+    float m;
+    double sum;
+    row_max_sumexp(cols, x, 1.0f, &m, &sum);
+    const float inv = (float)(1.0 / sum);
 #pragma omp simd
-        for (int64_t j = 0; j < cols; j++) yr[j] = fast_expf(xr[j] - m) * inv;
-    }
+    for (int64_t j = 0; j < cols; j++) y[j] = fast_expf(x[j] - m) * inv;
 }
 
 /* dx = y * (dy - sum_j dy_j y_j): the softmax Jacobian applied to dy. */
+static SM_CLONES void softmax_bwd_row(int64_t cols, const float *y, const float *dy, float *dx) {
+    const float dot = (float)row_dot(cols, dy, y);
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) dx[j] += y[j] * (dy[j] - dot);
+}
+
+static SM_CLONES void log_softmax_row(int64_t cols, const float *x, float *y) {
+    float m;
+    double sum;
+    row_max_sumexp(cols, x, 1.0f, &m, &sum);
+    /* (x - m) - log(sum): x - m is exact near the max, where it matters */
+    const float ls = (float)log(sum);
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) y[j] = (x[j] - m) - ls;
+}
+
+/* y = x - lse(x), so dx = dy - softmax(x) * sum_j dy_j, softmax = exp(y). */
+static SM_CLONES void log_softmax_bwd_row(int64_t cols, const float *y, const float *dy,
+                                          float *dx) {
+    const float sum = (float)row_dot(cols, dy, NULL);
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) dx[j] += dy[j] - fast_expf(y[j]) * sum;
+}
+
+static SM_CLONES double lse_row(int64_t cols, const float *x, float a) {
+    return row_lse(cols, x, a);
+}
+
+/* dx += g * softmax(x), given the row's lse */
+static SM_CLONES void softmax_scaled_acc_row(int64_t cols, const float *x, float lse, float g,
+                                             float *dx) {
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) dx[j] += g * fast_expf(x[j] - lse);
+}
+
+/* With a = 1/T: log p_t = a*t - lse_t, log q_s = a*s - lse_s, and
+ * KL = sum_v p_t (log p_t - log q_s) (Hinton et al. 2015). The log ratio is
+ * formed as a*(t - s) - (lse_t - lse_s), whose rounding error does not grow
+ * with the size of the log-probabilities themselves. */
+static SM_CLONES float kl_row(int64_t V, const float *s, const float *t, float a) {
+    const double lt = row_lse(V, t, a), ls = row_lse(V, s, a);
+    const float lt_f = (float)lt, dl = (float)(lt - ls);
+    double sum = 0.0;
+    for (int64_t j0 = 0; j0 < V; j0 += SM_BLOCK) {
+        const int64_t nb = min64(SM_BLOCK, V - j0);
+        float bs = 0.0f;
+#pragma omp simd reduction(+ : bs)
+        for (int64_t j = j0; j < j0 + nb; j++)
+            bs += fast_expf(a * t[j] - lt_f) * (a * (t[j] - s[j]) - dl);
+        sum += bs;
+    }
+    return (float)sum;
+}
+
+/* ds += g * a * (q_s - p_t) */
+static SM_CLONES void kl_bwd_row(int64_t V, const float *s, const float *t, float a, float g,
+                                 float *ds) {
+    const float lt = (float)row_lse(V, t, a), ls = (float)row_lse(V, s, a), ga = g * a;
+#pragma omp simd
+    for (int64_t j = 0; j < V; j++)
+        ds[j] += ga * (fast_expf(a * s[j] - ls) - fast_expf(a * t[j] - lt));
+}
+
+/* ---- the kernels: rows split across threads ---- */
+
+void rt_cpu_softmax(int64_t rows, int64_t cols, const float *x, float *y) {
+#pragma omp parallel for schedule(static) if (rows * cols >= SM_OMP_MIN)
+    for (int64_t r = 0; r < rows; r++) softmax_row(cols, x + r * cols, y + r * cols);
+}
+
 void rt_cpu_softmax_bwd(int64_t rows, int64_t cols, const float *y, const float *dy, float *dx) {
 #pragma omp parallel for schedule(static) if (rows * cols >= SM_OMP_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *yr = y + r * cols, *gr = dy + r * cols;
-        float *dr = dx + r * cols;
-        const float dot = (float)row_dot(cols, gr, yr);
-#pragma omp simd
-        for (int64_t j = 0; j < cols; j++) dr[j] += yr[j] * (gr[j] - dot);
-    }
+    for (int64_t r = 0; r < rows; r++)
+        softmax_bwd_row(cols, y + r * cols, dy + r * cols, dx + r * cols);
 }
 
 void rt_cpu_log_softmax(int64_t rows, int64_t cols, const float *x, float *y) {
 #pragma omp parallel for schedule(static) if (rows * cols >= SM_OMP_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        float *yr = y + r * cols, m;
-        double sum;
-        row_max_sumexp(cols, xr, 1.0f, &m, &sum);
-        /* (x - m) - log(sum): x - m is exact near the max, where it matters */
-        const float ls = (float)log(sum);
-#pragma omp simd
-        for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m) - ls;
-    }
+    for (int64_t r = 0; r < rows; r++) log_softmax_row(cols, x + r * cols, y + r * cols);
 }
 
-/* y = x - lse(x), so dx = dy - softmax(x) * sum_j dy_j, softmax = exp(y). */
 void rt_cpu_log_softmax_bwd(int64_t rows, int64_t cols, const float *y, const float *dy,
                             float *dx) {
 #pragma omp parallel for schedule(static) if (rows * cols >= SM_OMP_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *yr = y + r * cols, *gr = dy + r * cols;
-        float *dr = dx + r * cols;
-        const float sum = (float)row_dot(cols, gr, NULL);
-#pragma omp simd
-        for (int64_t j = 0; j < cols; j++) dr[j] += gr[j] - fast_expf(yr[j]) * sum;
-    }
+    for (int64_t r = 0; r < rows; r++)
+        log_softmax_bwd_row(cols, y + r * cols, dy + r * cols, dx + r * cols);
 }
 
 void rt_cpu_cross_entropy(int64_t N, int64_t V, const float *logits, const int32_t *labels,
@@ -168,7 +229,7 @@ void rt_cpu_cross_entropy(int64_t N, int64_t V, const float *logits, const int32
 #pragma omp parallel for schedule(static) if (N * V >= SM_OMP_MIN)
     for (int64_t i = 0; i < N; i++) {
         const float *xr = logits + i * V;
-        const double l = row_lse(V, xr, 1.0f);
+        const double l = lse_row(V, xr, 1.0f);
         lse[i] = (float)l;
         int32_t y = labels[i];
         /* The op validates labels; a stray one here contributes nothing
@@ -183,55 +244,23 @@ void rt_cpu_cross_entropy_bwd(int64_t N, int64_t V, const float *logits, const i
     for (int64_t i = 0; i < N; i++) {
         int32_t y = labels[i];
         if (y == ignore_index || y < 0 || y >= V) continue;
-        const float *xr = logits + i * V;
-        float *dr = dlogits + i * V;
-        const float l = lse[i];
-#pragma omp simd
-        for (int64_t j = 0; j < V; j++) dr[j] += g * fast_expf(xr[j] - l);
-        dr[y] -= g;
+        softmax_scaled_acc_row(V, logits + i * V, lse[i], g, dlogits + i * V);
+        dlogits[i * V + y] -= g;
     }
 }
 
-/* With a = 1/T: log p_t = a*t - lse_t, log q_s = a*s - lse_s, and
- * KL = sum_v p_t (log p_t - log q_s) (Hinton et al. 2015). The log ratio is
- * formed as a*(t - s) - (lse_t - lse_s), whose rounding error does not grow
- * with the size of the log-probabilities themselves. */
 void rt_cpu_kl_div(int64_t N, int64_t V, const float *s, const float *t, float T,
                    const uint8_t *mask, float *kl) {
     const float a = (float)(1.0 / T);
 #pragma omp parallel for schedule(static) if (N * V >= SM_OMP_MIN)
-    for (int64_t i = 0; i < N; i++) {
-        if (mask && !mask[i]) {
-            kl[i] = 0.0f;
-            continue;
-        }
-        const float *sr = s + i * V, *tr = t + i * V;
-        const double lt = row_lse(V, tr, a), ls = row_lse(V, sr, a);
-        const float lt_f = (float)lt, dl = (float)(lt - ls);
-        double sum = 0.0;
-        for (int64_t j0 = 0; j0 < V; j0 += SM_BLOCK) {
-            const int64_t nb = min64(SM_BLOCK, V - j0);
-            float bs = 0.0f;
-#pragma omp simd reduction(+ : bs)
-            for (int64_t j = j0; j < j0 + nb; j++)
-                bs += fast_expf(a * tr[j] - lt_f) * (a * (tr[j] - sr[j]) - dl);
-            sum += bs;
-        }
-        kl[i] = (float)sum;
-    }
+    for (int64_t i = 0; i < N; i++)
+        kl[i] = mask && !mask[i] ? 0.0f : kl_row(V, s + i * V, t + i * V, a);
 }
 
 void rt_cpu_kl_div_bwd(int64_t N, int64_t V, const float *s, const float *t, float T,
                        const uint8_t *mask, float g, float *ds) {
-    const float a = (float)(1.0 / T), ga = g * a;
+    const float a = (float)(1.0 / T);
 #pragma omp parallel for schedule(static) if (N * V >= SM_OMP_MIN)
-    for (int64_t i = 0; i < N; i++) {
-        if (mask && !mask[i]) continue;
-        const float *sr = s + i * V, *tr = t + i * V;
-        float *dr = ds + i * V;
-        const float lt = (float)row_lse(V, tr, a), ls = (float)row_lse(V, sr, a);
-#pragma omp simd
-        for (int64_t j = 0; j < V; j++)
-            dr[j] += ga * (fast_expf(a * sr[j] - ls) - fast_expf(a * tr[j] - lt));
-    }
+    for (int64_t i = 0; i < N; i++)
+        if (!mask || mask[i]) kl_bwd_row(V, s + i * V, t + i * V, a, g, ds + i * V);
 }

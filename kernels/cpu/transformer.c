@@ -33,7 +33,9 @@ void rt_cpu_embedding_bwd(int64_t n, int64_t dim, const int32_t *ids, const floa
 }
 
 /* y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps): HF LlamaRMSNorm
- * (normalise first, then multiply by the weight), mean accumulated in double. */
+ * (normalise first, then multiply by the weight), mean accumulated in double.
+ * The loops carry `omp simd` because gcc's -O2 cost model leaves loops of
+ * unknown length scalar. */
 void rt_cpu_rmsnorm(int64_t rows, int64_t dim, const float *x, const float *w, float eps, float *y,
                     float *rstd) {
 #pragma omp parallel for schedule(static) if (rows * dim >= TF_OMP_MIN)
@@ -41,12 +43,19 @@ void rt_cpu_rmsnorm(int64_t rows, int64_t dim, const float *x, const float *w, f
         const float *xr = x + r * dim;
         float *yr = y + r * dim;
         double ss = 0;
+#pragma omp simd reduction(+ : ss)
         for (int64_t c = 0; c < dim; c++) ss += (double)xr[c] * xr[c];
         float rs = 1.0f / sqrtf((float)(ss / (double)dim) + eps);
+#pragma omp simd
         for (int64_t c = 0; c < dim; c++) yr[c] = (xr[c] * rs) * w[c];
         if (rstd) rstd[r] = rs;
     }
 }
+
+/* Columns per block of the dw reduction: each thread owns whole columns
+ * (no two threads add into the same dw element, so the result does not
+ * depend on the thread count) and reads the rows contiguously. */
+#define RMS_COL_BLOCK 32
 
 /* With n = x*rstd: dx = rstd * (w*dy - n * mean(w*dy*n)), dw = sum_rows dy*n. */
 void rt_cpu_rmsnorm_bwd(int64_t rows, int64_t dim, const float *x, const float *w,
@@ -57,18 +66,28 @@ void rt_cpu_rmsnorm_bwd(int64_t rows, int64_t dim, const float *x, const float *
             const float *xr = x + r * dim, *gr = dy + r * dim;
             float rs = rstd[r];
             double dot = 0;
-            for (int64_t c = 0; c < dim; c++) dot += (double)gr[c] * w[c] * xr[c];
+#pragma omp simd reduction(+ : dot)
+            for (int64_t c = 0; c < dim; c++) dot += (double)(gr[c] * w[c]) * xr[c];
             float m = (float)(dot / (double)dim) * rs * rs;
             float *dr = dx + r * dim;
+#pragma omp simd
             for (int64_t c = 0; c < dim; c++) dr[c] += rs * (gr[c] * w[c] - xr[c] * m);
         }
     }
     if (dw) {
+        const int64_t nblk = (dim + RMS_COL_BLOCK - 1) / RMS_COL_BLOCK;
 #pragma omp parallel for schedule(static) if (rows * dim >= TF_OMP_MIN)
-        for (int64_t c = 0; c < dim; c++) {
-            double acc = 0;
-            for (int64_t r = 0; r < rows; r++) acc += (double)dy[r * dim + c] * x[r * dim + c] * rstd[r];
-            dw[c] += (float)acc;
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            const int64_t c0 = blk * RMS_COL_BLOCK;
+            const int64_t nc = c0 + RMS_COL_BLOCK < dim ? RMS_COL_BLOCK : dim - c0;
+            double acc[RMS_COL_BLOCK] = {0};
+            for (int64_t r = 0; r < rows; r++) {
+                const float *gr = dy + r * dim + c0, *xr = x + r * dim + c0;
+                const float rs = rstd[r];
+#pragma omp simd
+                for (int64_t c = 0; c < nc; c++) acc[c] += (double)(gr[c] * xr[c] * rs);
+            }
+            for (int64_t c = 0; c < nc; c++) dw[c0 + c] += (float)acc[c];
         }
     }
 }

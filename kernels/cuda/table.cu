@@ -1,12 +1,13 @@
-// retort — the CUDA kernel table. Memory and dtype conversion are here; the
-// op kernels arrive with the CUDA backend issue, and until then their entries
-// are NULL, which ops report as "no cuda kernel for <op>".
+// retort — the CUDA kernel table. Memory and dtype conversion are here; the op
+// kernels are in the other files of kernels/cuda (cuda_internal.h lists which
+// file has which). Every entry of rt_kernels is filled.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "autograd/tensor.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_internal.h"
 #include "kernels/kernels.h"
 
 static void *cuda_malloc(size_t bytes) {
@@ -53,13 +54,57 @@ static void cuda_convert(int64_t n, const void *src, int sdt, void *dst, int ddt
     RT_CUDA_CHECK(cudaGetLastError());
 }
 
-extern "C" const rt_kernels rt_kernels_cuda = {
-    /* .name = */ "cuda",
-    /* .malloc = */ cuda_malloc,
-    /* .free = */ cuda_free,
-    /* .zero = */ cuda_zero,
-    /* .copy = */ cuda_copy,
-    /* .upload = */ cuda_upload,
-    /* .download = */ cuda_download,
-    /* .convert = */ cuda_convert,
-};
+// Filled by name, not by position: several entries share a signature
+// (softmax / log_softmax, silu / ...), and a positional list would let two of
+// them swap silently.
+static rt_kernels make_table(void) {
+    rt_kernels k = {};
+    k.name = "cuda";
+    k.malloc = cuda_malloc;
+    k.free = cuda_free;
+    k.zero = cuda_zero;
+    k.copy = cuda_copy;
+    k.upload = cuda_upload;
+    k.download = cuda_download;
+    k.convert = cuda_convert;
+    k.add = rt_cuda_add;
+    k.mul = rt_cuda_mul;
+    k.scale = rt_cuda_scale;
+    k.axpy = rt_cuda_axpy;
+    k.sum_rows = rt_cuda_sum_rows;
+    k.mul_acc = rt_cuda_mul_acc;
+    k.gemm = rt_cuda_gemm;
+    k.embedding = rt_cuda_embedding;
+    k.embedding_bwd = rt_cuda_embedding_bwd;
+    k.rmsnorm = rt_cuda_rmsnorm;
+    k.rmsnorm_bwd = rt_cuda_rmsnorm_bwd;
+    k.rope = rt_cuda_rope;
+    k.silu = rt_cuda_silu;
+    k.silu_bwd = rt_cuda_silu_bwd;
+    k.swiglu = rt_cuda_swiglu;
+    k.swiglu_bwd = rt_cuda_swiglu_bwd;
+    k.softmax = rt_cuda_softmax;
+    k.softmax_bwd = rt_cuda_softmax_bwd;
+    k.log_softmax = rt_cuda_log_softmax;
+    k.log_softmax_bwd = rt_cuda_log_softmax_bwd;
+    k.attention = rt_cuda_attention;
+    k.attention_bwd = rt_cuda_attention_bwd;
+    k.dropout = rt_cuda_dropout;
+    k.cross_entropy = rt_cuda_cross_entropy;
+    k.cross_entropy_bwd = rt_cuda_cross_entropy_bwd;
+    k.kl_div = rt_cuda_kl_div;
+    k.kl_div_bwd = rt_cuda_kl_div_bwd;
+    k.permute = rt_cuda_permute;
+    k.nf4_dequant_rows = rt_cuda_nf4_dequant_rows;
+    k.kd_loss = rt_cuda_kd_loss;
+    k.kd_loss_bwd = rt_cuda_kd_loss_bwd;
+    k.kd_topk_loss = rt_cuda_kd_topk_loss;
+    k.kd_topk_loss_bwd = rt_cuda_kd_topk_loss_bwd;
+    k.kd_topk = rt_cuda_kd_topk;
+    k.sumsq = rt_cuda_sumsq;
+    k.all_finite = rt_cuda_all_finite;
+    return k;
+}
+
+// Dynamic initialisation before main(); C code only reads it after that.
+extern "C" const rt_kernels rt_kernels_cuda = make_table();
