@@ -61,15 +61,6 @@ static void set_free(merge_set *o) {
     free(o->t);
 }
 
-static void proj_shape(const rt_llama_config *c, int p, int64_t shape[2]) {
-    int64_t D = c->hidden_size, F = c->intermediate_size, Dh = D / c->num_attention_heads;
-    int64_t q = c->num_attention_heads * Dh, kv = c->num_key_value_heads * Dh;
-    const int64_t out[RT_PROJ_COUNT] = {q, kv, kv, D, F, F, D};
-    const int64_t in[RT_PROJ_COUNT] = {D, D, D, q, D, D, F};
-    shape[0] = out[p];
-    shape[1] = in[p];
-}
-
 /* True for the bitsandbytes side tensors of a projection (X.weight.absmax, ...). */
 static bool is_quant_aux(const char *name) {
     static const char *const sfx[] = {".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map",
@@ -104,7 +95,7 @@ static rt_status skeleton(const rt_llama_config *cfg, rt_llama **out) {
             t->dtype = RT_F32;
             t->device = RT_CPU;
             t->ndim = 2;
-            proj_shape(cfg, p, t->shape);
+            rt_proj_shape(cfg, p, t->shape);
             m->layers[li].proj[p].weight = t;
         }
     if (!ok) {
@@ -210,7 +201,7 @@ rt_status rt_merge_write_hf(const char *model_path, const char *adapter_dir, con
         int layer, p = rt_nf4_proj_of(t->name, &layer);
         if (p >= 0 && layer < cfg.num_hidden_layers) {
             int64_t shape[2];
-            proj_shape(&cfg, p, shape);
+            rt_proj_shape(&cfg, p, shape);
             rt_st_dtype dt = RT_ST_F32;
             s = merge_proj(w, &m->layers[layer].proj[p], t->name, shape, &o, &dt);
             if (s == RT_OK && !have_dt) proj_dt = dt;

@@ -96,7 +96,7 @@ static void free_frozen(rt_tensor *t) {
     rt_tensor_free(t);
 }
 
-static void proj_shape(const rt_llama_config *c, rt_proj p, int64_t shape[2]) {
+void rt_proj_shape(const rt_llama_config *c, rt_proj p, int64_t shape[2]) {
     int64_t D = c->hidden_size, F = c->intermediate_size, Dh = D / c->num_attention_heads;
     int64_t q = c->num_attention_heads * Dh, kv = c->num_key_value_heads * Dh;
     const int64_t out[RT_PROJ_COUNT] = {q, kv, kv, D, F, F, D};
@@ -116,7 +116,7 @@ static rt_status load_layer(const rt_weights *w, rt_llama *m, int li) {
     RT_TRY(load_dense(w, name, 1, &D, m->opts.device, &L->post_attention_layernorm));
     for (int p = 0; p < RT_PROJ_COUNT; p++) {
         int64_t shape[2];
-        proj_shape(c, p, shape);
+        rt_proj_shape(c, p, shape);
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", li, proj_paths[p]);
         RT_TRY(load_proj(w, name, shape, &m->opts, &L->proj[p].weight));
         if (c->attention_bias && p <= RT_PROJ_V) {
@@ -210,7 +210,7 @@ rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, fl
         for (int p = 0; ok && p < RT_PROJ_COUNT; p++) {
             int64_t shape[2];
             char fmt[96];
-            proj_shape(cfg, p, shape);
+            rt_proj_shape(cfg, p, shape);
             snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.weight", proj_paths[p]);
             ok &= (L->proj[p].weight = declare(m, 2, shape, fmt, li)) != NULL;
             if (cfg->attention_bias && p <= RT_PROJ_V) {
@@ -279,7 +279,7 @@ int64_t rt_llama_n_params(const rt_llama *m) {
     int64_t n = (int64_t)c->vocab_size * c->hidden_size * (c->tie_word_embeddings ? 1 : 2) + c->hidden_size;
     for (int p = 0; p < RT_PROJ_COUNT; p++) {
         int64_t s[2];
-        proj_shape(c, p, s);
+        rt_proj_shape(c, p, s);
         n += (int64_t)c->num_hidden_layers * s[0] * s[1];
         if (c->attention_bias && p <= RT_PROJ_V) n += (int64_t)c->num_hidden_layers * s[0];
     }

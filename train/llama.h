@@ -25,6 +25,8 @@ const char *rt_proj_name(rt_proj p);
 const char *rt_proj_path(rt_proj p);
 /* Parses a PEFT target_modules entry; -1 if unknown. */
 int rt_proj_parse(const char *name);
+/* [out, in] of projection p's weight under config c. */
+void rt_proj_shape(const rt_llama_config *c, rt_proj p, int64_t shape[2]);
 
 typedef struct {
     rt_device device;
