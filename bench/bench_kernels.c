@@ -423,6 +423,37 @@ static void check_softmax_family(int64_t N, int64_t V) {
         for (int64_t j = 0; j < V; j++)
             r[i * V + j] = lab[i] == -100 ? 0.0 : 0.5 * (exp(x[i * V + j] - rl[i]) - (j == lab[i]));
     report("cross_entropy bwd (same shape)", max_err(N * V, dx, r), 1e-6);
+    /* KL(p_t || q_s) at T = 2 with row 1 masked; t = x, s = x + dy */
+    float *sv = rand_buf(N * V, 0, 0), *kl = rand_buf(N, 0, 0);
+    uint8_t *mask = malloc((size_t)N);
+    if (!mask) exit(1);
+    for (int64_t i = 0; i < N * V; i++) sv[i] = x[i] + dy[i];
+    for (int64_t i = 0; i < N; i++) mask[i] = i != 1;
+    rt_cpu_kl_div(N, V, sv, x, 2.0f, mask, kl);
+    memset(dx, 0, (size_t)(N * V) * sizeof(float));
+    rt_cpu_kl_div_bwd(N, V, sv, x, 2.0f, mask, 0.5f, dx);
+    double ek = 0.0;
+    for (int64_t i = 0; i < N; i++) {
+        double mt = -INFINITY, ms = -INFINITY, zt = 0.0, zs = 0.0, want = 0.0;
+        for (int64_t j = 0; j < V; j++) {
+            mt = fmax(mt, 0.5 * x[i * V + j]);
+            ms = fmax(ms, 0.5 * sv[i * V + j]);
+        }
+        for (int64_t j = 0; j < V; j++) {
+            zt += exp(0.5 * x[i * V + j] - mt);
+            zs += exp(0.5 * sv[i * V + j] - ms);
+        }
+        for (int64_t j = 0; j < V; j++) {
+            double lp = 0.5 * x[i * V + j] - mt - log(zt), lq = 0.5 * sv[i * V + j] - ms - log(zs);
+            want += exp(lp) * (lp - lq);
+            r[i * V + j] = mask[i] ? 0.5 * 0.5 * (exp(lq) - exp(lp)) : 0.0;
+        }
+        if (!mask[i]) want = 0.0;
+        ek = fmax(ek, fabs(kl[i] - want));
+    }
+    report("kl_div T=2, one row masked (same shape)", ek, 1e-6);
+    report("kl_div bwd (same shape)", max_err(N * V, dx, r), 1e-6);
+    free(sv); free(kl); free(mask);
     free(x); free(y); free(dy); free(dx); free(nll);
     free(lse); free(r); free(rl); free(lab);
 }
@@ -546,10 +577,11 @@ int main(int argc, char **argv) {
         check_softmax_family(6, 32000);
         check_softmax_family(7, 173);
         check_rows(512, 291); /* D = 3 heads of 97: odd tails everywhere */
-        check_gemm(1, 301, 67, 45, false); /* split by rows */
-        check_gemm(1, 37, 290, 45, false); /* split by columns */
-        check_gemm(3, 70, 90, 50, false);  /* split by batch */
-        check_gemm(3, 70, 90, 50, true);   /* serial batch, panels inside */
+        /* sizes above gemm.c's threading threshold (2^20 multiply-adds) */
+        check_gemm(1, 301, 67, 64, false);  /* split by rows */
+        check_gemm(1, 37, 290, 100, false); /* split by columns */
+        check_gemm(3, 70, 90, 60, false);   /* split by batch */
+        check_gemm(3, 130, 90, 100, true);  /* serial batch, panels inside */
         printf("%s\n", failures ? "CHECK FAILED" : "all checks passed");
         return failures ? 1 : 0;
     }

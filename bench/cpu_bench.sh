@@ -89,6 +89,7 @@ timed() {
 }
 rss_mib() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$WORK/$1.time"; }
 load1() { cat "$WORK/$1.load"; }  # 1-minute load average when the run started
+cpu_pct() { awk -F': ' '/Percent of CPU this job got/ {print $2}' "$WORK/$1.time"; }
 wall_s() {  # "Elapsed (wall clock) time (h:mm:ss or m:ss): 0:17.84"
   awk '/Elapsed \(wall clock\)/ {n = split($NF, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i];
        printf "%.1f", s}' "$WORK/$1.time"
@@ -105,7 +106,7 @@ eval_row() {  # name label model [--tokenizer T]
   n=$(echo "$line" | awk '{print $2}'); s=$(echo "$line" | awk '{print $5}')
   r=$(echo "$line" | sed 's/.*(\([0-9]*\) tokens\/s)/\1/')
   ppl=$(grep -o 'ppl=[0-9.]*' "$WORK/$name.log" | cut -d= -f2)
-  EVAL_ROWS+="| $label | $n | $s | **$r** | $ppl | $(rss_mib "$name") | $(load1 "$name") |"$'\n'
+  EVAL_ROWS+="| $label | $n | $s | **$r** | $ppl | $(rss_mib "$name") | $(cpu_pct "$name") | $(load1 "$name") |"$'\n'
 }
 EVAL_ROWS=""
 eval_row eval260k "stories260K (.bin, tok512)" "$M260" --tokenizer "$T260"
@@ -135,7 +136,7 @@ train_row() {  # name label steps micro_batch recipe-overrides...
   trainable=$(sed -n 's/.*, \([0-9]*\) trainable of \([0-9]*\) parameters.*/\1 of \2/p' "$WORK/$name.log")
   overall=$(sed -n 's/.*steps in [0-9.]* s (\([0-9]*\) tokens\/s).*/\1/p' "$WORK/$name.log")
   steady=$(steady_tps "$WORK/$name.out/metrics.jsonl" $((mb * 256)))
-  TRAIN_ROWS+="| $label | $trainable | $steps x $mb x 256 | **$steady** | $overall | $(wall_s "$name") | **$(rss_mib "$name")** | $(load1 "$name") |"$'\n'
+  TRAIN_ROWS+="| $label | $trainable | $steps x $mb x 256 | **$steady** | $overall | $(wall_s "$name") | **$(rss_mib "$name")** | $(cpu_pct "$name") | $(load1 "$name") |"$'\n'
 }
 train_row train260k "stories260K QLoRA (main recipe), no ckpt" "$STEPS_260K" 8
 SYNARGS=(base_model="$SYN" tokenizer="$SYN" datasets.0.path="$TEXT")
@@ -175,13 +176,14 @@ cat <<EOF
 
 Machine: $CPU, $(nproc) cores; $THREADS threads (OMP_NUM_THREADS). retort $REV$DIRTY.
 Load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END.
-load1 columns: the 1-minute load average as each run started (above $THREADS: other work shared the cores).
+CPU: the process's (user + system) / wall time from /usr/bin/time, whole run ($THREADS x 100% = it had all its
+cores); load1: the 1-minute load average as it started. Low CPU / high load1: other work shared the cores.
 Text: first $TEXT_KB KiB of moby-dick.txt (whole lines). Synthetic 15M: stories15M's shape, tied embeddings, N(0, 0.02).
 
 ### Eval (forward only, seq 256, batch 4)
 
-| model | tokens | seconds | tokens/s | ppl | peak RSS MiB | load1 |
-|---|---:|---:|---:|---:|---:|---:|
+| model | tokens | seconds | tokens/s | ppl | peak RSS MiB | CPU | load1 |
+|---|---:|---:|---:|---:|---:|---:|---:|
 $EVAL_ROWS
 ### Fine-tuning (seq 256, LoRA r=8 on all linear layers, AdamW)
 
@@ -189,8 +191,8 @@ Steady tokens/s: steps 2..N (metrics.jsonl), no start-up, no eval. retort tokens
 \`retort finetune\` prints (steps 1..N plus the final one-row held-out eval).
 Peak RSS: whole process (/usr/bin/time -v), loading and tokenization included.
 
-| run | trainable of total params | steps x batch x seq | steady tokens/s | retort tokens/s | wall s | peak RSS MiB | load1 |
-|---|---|---|---:|---:|---:|---:|---:|
+| run | trainable of total params | steps x batch x seq | steady tokens/s | retort tokens/s | wall s | peak RSS MiB | CPU | load1 |
+|---|---|---|---:|---:|---:|---:|---:|---:|
 $TRAIN_ROWS
 ### Base weights: bytes per parameter (retort quantize, blocksize 64, double quantization)
 

@@ -1,12 +1,12 @@
 /* retort — CPU GEMM through OpenBLAS (cblas_sgemm, row-major).
  * Semantics: kernels/kernels.h.
  *
- * Threading: OpenMP owns the cores, OpenBLAS runs single-threaded. Debian's
- * OpenBLAS is the pthreads build: its worker pool spins (sched_yield) after
- * each call while the OpenMP pool spins between the other kernels' parallel
- * regions, and on a 2-core machine the two pools steal each other's time
- * (stories260K eval ran 2.3x faster with OPENBLAS_NUM_THREADS=1). So the first
- * call sets OpenBLAS to one thread, and each call splits its C matrices into
+ * Threading: OpenMP owns the cores, OpenBLAS runs single-threaded inside each
+ * OpenMP thread. (With the pthreads build of OpenBLAS its worker pool spins
+ * after each call while the OpenMP pool spins between the other kernels'
+ * parallel regions, and on a 2-core machine the two pools steal each other's
+ * time: stories260K eval ran 2.3x faster with OPENBLAS_NUM_THREADS=1. retort
+ * prefers the OpenMP build, cmake/FindOpenBLAS.cmake.) Each call splits its C matrices into
  * row (or column) panels, one single-threaded sgemm per OpenMP thread; with
  * several independent C matrices the batch is split instead. A broadcast C
  * (strideC 0) accumulates over the batch, so that batch loop stays serial and
@@ -19,14 +19,22 @@
 
 #include "kernels/cpu/cpu.h"
 
-/* Below this many multiply-adds a parallel region costs more than it saves. */
-#define GEMM_OMP_MIN (64 * 64 * 64)
+/* Below this many multiply-adds (about 10 us on one core) a parallel region
+ * costs more than it saves. */
+#define GEMM_OMP_MIN (1 << 20)
 /* Panel edges are multiples of this, which keeps OpenBLAS's micro-kernel
  * tiles (16 x 2..6 for AVX-512 sgemm) whole. */
 #define GEMM_PANEL_ALIGN 16
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single_thread(void) { openblas_set_num_threads(1); }
+/* Our OpenMP panels call OpenBLAS from every thread, so OpenBLAS itself must
+ * not spawn more. The OpenMP build already runs single-threaded inside a
+ * parallel region, and there openblas_set_num_threads would also shrink
+ * OpenMP's own team to 1 for the whole process; only the pthreads build
+ * (OPENBLAS_THREAD_MODEL 1) needs telling. */
+static void blas_single_thread(void) {
+    if (openblas_get_parallel() == 1) openblas_set_num_threads(1);
+}
 
 /* One C_i = alpha op(A_i) op(B_i) + beta C_i on the calling thread. */
 static void sgemm1(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
