@@ -52,7 +52,7 @@ static const int32_t seg_b1t13[13] = {3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1};
 /* Query i sits at position Tk-Tq+i (Tq < Tk: decoding with a KV cache). */
 static void ref_attention(const float *q, const float *k, const float *v, const int32_t *seg,
                           int B, int Tq, int Tk, int H, int Hkv, int Dh, float *out) {
-    double S[13][13]; /* every case here has T <= 13 */
+    static double S[70][70]; /* every case here has T <= 70 */
     const double scale = 1.0 / sqrt((double)Dh);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -117,6 +117,12 @@ static rt_tensor *build_attention_decode(rt_ctx *ctx, rt_tensor **in) {
                       lse->data);
     return out;
 }
+/* T = 70 crosses the CPU kernel's 64-key blocks; Dh = 20 takes its
+ * wide-head path (tiles are used up to Dh 16). */
+static void ref_attention_t70(const float *const *in, float *out) {
+    ref_attention(in[0], in[1], in[2], NULL, 1, 70, 70, 2, 1, 20, out);
+}
+
 static void ref_attention_decode(const float *const *in, float *out) {
     ref_attention(in[0], in[1], in[2], NULL, 2, 3, 7, 4, 2, 8, out);
 }
@@ -243,6 +249,8 @@ const rt_op_case rt_op_cases_b[] = {
      .build = build_attention_seg_b2t7, .ref = ref_attention_seg_b2t7},
     {RT_OP_ATTENTION, "attention GQA B1 T13 H6 Hkv3 Dh5, 2 packed segments", QKV(1, 13, 6, 3, 5),
      .build = build_attention_seg_b1t13, .ref = ref_attention_seg_b1t13},
+    {RT_OP_ATTENTION, "attention GQA B1 T70 H2 Hkv1 Dh20 (several key blocks, wide heads)",
+     QKV(1, 70, 2, 1, 20), .build = build_attention, .ref = ref_attention_t70},
     {RT_OP_ATTENTION, "attention kernel, decode Tq3 of Tk7, H4 Hkv2 Dh8 (forward only)",
      .n_in = 3, .ndim = {4, 4, 4}, .shape = {{2, 3, 4, 8}, {2, 7, 2, 8}, {2, 7, 2, 8}},
      .build = build_attention_decode, .ref = ref_attention_decode},

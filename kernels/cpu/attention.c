@@ -35,64 +35,11 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/vec_math.h"
 
 /* Work functions: cloned per ISA where GCC supports it (see above). Their
  * helpers are forced inline so that each clone gets its own vector code
  * (a plain call would land in the baseline copy). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define ATT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#define ATT_INLINE static inline __attribute__((always_inline))
-#else
-#define ATT_CLONES
-#define ATT_INLINE static inline
-#endif
-
-/* exp(x) in f32, written so that a loop of it vectorises (a call to libm's
- * expf stops gcc from vectorising). x = n ln2 + r with |r| <= ln2/2, the
- * reduction done with ln2 split in a high part with few bits and a low part
- * (Cody & Waite 1980) so that n*ln2_hi is exact; exp(r) by its Taylor series
- * to r^7 (truncation below 6e-9 relative); 2^n put straight into the exponent
- * bits. Within 2 ulp of exp() (1.02e-7 relative over [-87.3, 88.3]; see
- * bench/bench_kernels.c --check). x below -87.33654 (including -inf: masked
- * scores) gives exactly 0, x above 88.37626 saturates at 2.4e38, NaN stays NaN.
- *
- * The range handling works on the bit pattern on purpose: with float
- * compares gcc (-O2, -ftrapping-math) threads the clamped paths into
- * constants and then refuses to if-convert the trapping arithmetic, and the
- * loop stays scalar. As unsigned, a float below lo (negative, larger
- * magnitude, or -NaN) has bits above lo's; as signed, a float above hi has
- * bits above hi's; integer min/select never trap.
- *
- * Identical copies live in softmax.c and elementwise.c (kernels/cpu has no
- * shared private header); keep them in step. */
-ATT_INLINE float fast_expf(float x) {
-    const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f: exp is below FLT_MIN */
-    const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f: n = 127, the largest exponent */
-    union { float f; uint32_t u; int32_t i; } v = {.f = x};
-    float keep = v.u > lo_bits ? 0.0f : 1.0f;               /* underflow: exactly 0 */
-    keep = (v.u & 0x7FFFFFFFu) > 0x7F800000u ? NAN : keep;  /* NaN in, NaN out */
-    v.u = v.u > lo_bits ? lo_bits : v.u;                    /* clamp below */
-    v.i = v.i > hi_bits ? hi_bits : v.i;                    /* clamp above */
-    const float xc = v.f;
-    /* Adding 1.5*2^23 rounds x/ln2 to an integer n held in the low mantissa
-     * bits of t (no float->int conversion needed, so SSE2 vectorises it). */
-    const float shifter = 12582912.0f;
-    const float t = xc * 1.44269504088896341f + shifter;
-    const float n = t - shifter;
-    float r = xc - n * 0.693359375f; /* ln2_hi: 9 significant bits */
-    r = r - n * -2.12194440e-4f;     /* ln2_lo = ln2 - ln2_hi */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { float f; uint32_t u; } tb = {.f = t}, sc;
-    sc.u = (tb.u - 0x4B400000u + 127u) << 23; /* n + 127 into the exponent field */
-    return p * sc.f * keep;
-}
 
 /* Keys per block: the block's scores (and, in backward, dP) sit in stack
  * arrays of this size; large enough for long SIMD loops, small enough that
@@ -118,9 +65,9 @@ typedef struct att_args {
     float *o, *lse_out, *dq, *dk, *dv;
 } att_args;
 
-ATT_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+RT_CPU_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-ATT_INLINE float dotf(int64_t n, const float *a, const float *b) {
+RT_CPU_INLINE float dotf(int64_t n, const float *a, const float *b) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
     for (int64_t d = 0; d < n; d++) s += a[d] * b[d];
@@ -128,7 +75,7 @@ ATT_INLINE float dotf(int64_t n, const float *a, const float *b) {
 }
 
 /* y[0..n) += a * x[0..n) */
-ATT_INLINE void axpyf(int64_t n, float a, const float *x, float *y) {
+RT_CPU_INLINE void axpyf(int64_t n, float a, const float *x, float *y) {
 #pragma omp simd
     for (int64_t d = 0; d < n; d++) y[d] += a * x[d];
 }
@@ -139,14 +86,14 @@ ATT_INLINE void axpyf(int64_t n, float a, const float *x, float *y) {
  * accumulated before must be rescaled (exp(old max - new max), 1 if the max
  * did not move). Returns -1 and leaves everything alone when every score is
  * -inf (the whole block lies in other segments). */
-ATT_INLINE float softmax_block(int64_t n, float *s, float *m, double *l) {
+RT_CPU_INLINE float softmax_block(int64_t n, float *s, float *m, double *l) {
     float bm = -INFINITY;
 #pragma omp simd reduction(max : bm)
     for (int64_t j = 0; j < n; j++) bm = s[j] > bm ? s[j] : bm;
     if (bm == -INFINITY) return -1.0f;
     float c = 1.0f;
     if (bm > *m) {
-        c = fast_expf(*m - bm); /* 0 on a row's first visible block (m = -inf) */
+        c = rt_fast_expf(*m - bm); /* 0 on a row's first visible block (m = -inf) */
         *l *= c;
         *m = bm;
     }
@@ -154,7 +101,7 @@ ATT_INLINE float softmax_block(int64_t n, float *s, float *m, double *l) {
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) {
-        s[j] = fast_expf(s[j] - mm);
+        s[j] = rt_fast_expf(s[j] - mm);
         sum += s[j];
     }
     *l += sum;
@@ -162,20 +109,20 @@ ATT_INLINE float softmax_block(int64_t n, float *s, float *m, double *l) {
 }
 
 /* Keys of segments other than the query's (seg_i) get score -inf. */
-ATT_INLINE void mask_segments(int64_t n, const int32_t *seg_j, int32_t seg_i, float *s) {
+RT_CPU_INLINE void mask_segments(int64_t n, const int32_t *seg_j, int32_t seg_i, float *s) {
     for (int64_t j = 0; j < n; j++)
         if (seg_j[j] != seg_i) s[j] = -INFINITY;
 }
 
 /* tile[d][j] = rows[j * stride + d] for j < n, d < Dh: keys (or values) of
  * one head, transposed so that loops over keys are contiguous. */
-ATT_INLINE void pack_tile(int64_t n, int64_t Dh, const float *rows, int64_t stride, float *tile) {
+RT_CPU_INLINE void pack_tile(int64_t n, int64_t Dh, const float *rows, int64_t stride, float *tile) {
     for (int64_t j = 0; j < n; j++)
         for (int64_t d = 0; d < Dh; d++) tile[d * ATT_KB + j] = rows[j * stride + d];
 }
 
 /* rows[j * stride + d] += tile[d][j]: the inverse of pack_tile, accumulating. */
-ATT_INLINE void unpack_add_tile(int64_t n, int64_t Dh, const float *tile, float *rows,
+RT_CPU_INLINE void unpack_add_tile(int64_t n, int64_t Dh, const float *tile, float *rows,
                                 int64_t stride) {
     for (int64_t j = 0; j < n; j++)
         for (int64_t d = 0; d < Dh; d++) rows[j * stride + d] += tile[d * ATT_KB + j];
@@ -183,7 +130,7 @@ ATT_INLINE void unpack_add_tile(int64_t n, int64_t Dh, const float *tile, float 
 
 /* out[j] = alpha * sum_d x[d] * tile[d][j] for j < n: a row of scores against
  * a packed tile, vectorised along the keys. */
-ATT_INLINE void tile_dots(int64_t n, int64_t Dh, const float *x, const float *tile, float alpha,
+RT_CPU_INLINE void tile_dots(int64_t n, int64_t Dh, const float *x, const float *tile, float alpha,
                           float *out) {
     for (int64_t j = 0; j < n; j++) out[j] = 0.0f;
     for (int64_t d = 0; d < Dh; d++) {
@@ -197,7 +144,7 @@ ATT_INLINE void tile_dots(int64_t n, int64_t Dh, const float *x, const float *ti
 
 /* Forward, Dh <= ATT_DPACK: ATT_QB query rows (i0..) of one (batch b, head
  * h), whose key/value blocks are packed once for all the rows. */
-static ATT_CLONES void fwd_tiled_unit(const att_args *a, int64_t b, int64_t h, int64_t i0) {
+static RT_CPU_CLONES void fwd_tiled_unit(const att_args *a, int64_t b, int64_t h, int64_t i0) {
     const int64_t Tq = a->Tq, H = a->H, Dh = a->Dh, off = a->Tk - Tq, kstride = a->kstride;
     const int64_t nq = min64(ATT_QB, Tq - i0), kv0 = (b * a->Tk * a->Hkv + h / a->group) * Dh;
     const int32_t *seg_b = a->seg ? a->seg + b * a->Tk : NULL;
@@ -241,7 +188,7 @@ static ATT_CLONES void fwd_tiled_unit(const att_args *a, int64_t b, int64_t h, i
 
 /* Forward, wide heads: one query row (b, i, h) walks its keys block by block
  * with vectors along Dh. */
-static ATT_CLONES void fwd_row(const att_args *a, int64_t row) {
+static RT_CPU_CLONES void fwd_row(const att_args *a, int64_t row) {
     const int64_t Tq = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
     const int64_t b = row / (Tq * H), i = (row / H) % Tq, h = row % H;
     const int64_t last = a->Tk - Tq + i; /* keys 0..last are causally visible */
@@ -292,11 +239,11 @@ void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv,
 
 /* P_ij and scale * dS_ij for one query row against n keys, given its scores
  * p[j] = scale * q.k_j (masked: -inf) and ds[j] = dO_i . V_j on entry. */
-ATT_INLINE void probs_and_dscores(int64_t n, float lse_i, float D, float scale, float *p,
+RT_CPU_INLINE void probs_and_dscores(int64_t n, float lse_i, float D, float scale, float *p,
                                   float *ds) {
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) {
-        p[j] = fast_expf(p[j] - lse_i);
+        p[j] = rt_fast_expf(p[j] - lse_i);
         ds[j] = scale * p[j] * (ds[j] - D);
     }
 }
@@ -304,7 +251,7 @@ ATT_INLINE void probs_and_dscores(int64_t n, float lse_i, float D, float scale, 
 /* Backward, Dh <= ATT_DPACK, one (batch b, kv head kh) pair: key block outer,
  * query rows inner; the block's K and V are packed and its dK and dV
  * accumulate in tiles, added to dk, dv once per block. */
-static ATT_CLONES void bwd_tiled_pair(const att_args *a, int64_t b, int64_t kh) {
+static RT_CPU_CLONES void bwd_tiled_pair(const att_args *a, int64_t b, int64_t kh) {
     const int64_t T = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
     const int64_t kv0 = (b * T * a->Hkv + kh) * Dh; /* key j of the pair at kv0 + j*kstride */
     const int32_t *seg_b = a->seg ? a->seg + b * T : NULL;
@@ -353,7 +300,7 @@ static ATT_CLONES void bwd_tiled_pair(const att_args *a, int64_t b, int64_t kh) 
 
 /* Backward, wide heads, one (b, kh) pair: query rows outer, key blocks
  * inner, vectors along Dh. */
-static ATT_CLONES void bwd_rows_pair(const att_args *a, int64_t b, int64_t kh) {
+static RT_CPU_CLONES void bwd_rows_pair(const att_args *a, int64_t b, int64_t kh) {
     const int64_t T = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
     const int64_t kv0 = (b * T * a->Hkv + kh) * Dh;
     const int32_t *seg_b = a->seg ? a->seg + b * T : NULL;

@@ -14,50 +14,11 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/vec_math.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define EW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#define EW_INLINE static inline __attribute__((always_inline))
-#else
-#define EW_CLONES
-#define EW_INLINE static inline
-#endif
 
 /* Below this many elements an OpenMP region costs more than it saves. */
 #define EW_OMP_MIN 16384
-
-/* exp(x) in f32 for SIMD loops: see the full comment in attention.c, which
- * holds the identical first copy (kernels/cpu has no shared private header;
- * keep the copies in step). Range reduction x = n ln2 + r (Cody & Waite),
- * Taylor series of exp(r) to r^7, 2^n in the exponent bits; within 2 ulp;
- * x < -87.33654 (also -inf) gives 0, x > 88.37626 saturates, NaN stays NaN.
- * The range checks use the bit pattern so that gcc if-converts them. */
-EW_INLINE float fast_expf(float x) {
-    const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f */
-    const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f */
-    union { float f; uint32_t u; int32_t i; } v = {.f = x};
-    float keep = v.u > lo_bits ? 0.0f : 1.0f;
-    keep = (v.u & 0x7FFFFFFFu) > 0x7F800000u ? NAN : keep;
-    v.u = v.u > lo_bits ? lo_bits : v.u;
-    v.i = v.i > hi_bits ? hi_bits : v.i;
-    const float xc = v.f;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: rounds x/ln2 into the low bits */
-    const float t = xc * 1.44269504088896341f + shifter;
-    const float n = t - shifter;
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { float f; uint32_t u; } tb = {.f = t}, sc;
-    sc.u = (tb.u - 0x4B400000u + 127u) << 23;
-    return p * sc.f * keep;
-}
 
 void rt_cpu_add(int64_t n, int64_t nb, const float *a, const float *b, float *out) {
     if (nb <= 0 || nb >= n) {
@@ -132,10 +93,10 @@ void rt_cpu_mul_acc(int64_t n, int64_t nb, const float *g, const float *b, float
 }
 
 /* silu(x) = x * sigmoid(x) (Hendrycks & Gimpel 2016; Elfwing et al. 2017). */
-EW_INLINE float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
+RT_CPU_INLINE float sigmoidf(float x) { return 1.0f / (1.0f + rt_fast_expf(-x)); }
 
 /* d silu / dx = s + x s (1 - s), s = sigmoid(x). */
-EW_INLINE float dsiluf(float x) {
+RT_CPU_INLINE float dsiluf(float x) {
     float s = sigmoidf(x);
     return s * (1.0f + x * (1.0f - s));
 }
@@ -144,24 +105,24 @@ EW_INLINE float dsiluf(float x) {
  * one call of a per-ISA function (see the top of the file). */
 #define EW_SPAN 8192
 
-static EW_CLONES void silu_span(int64_t n, const float *x, float *y) {
+static RT_CPU_CLONES void silu_span(int64_t n, const float *x, float *y) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
 }
 
-static EW_CLONES void silu_bwd_span(int64_t n, const float *x, const float *dy, float *dx) {
+static RT_CPU_CLONES void silu_bwd_span(int64_t n, const float *x, const float *dy, float *dx) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * dsiluf(x[i]);
 }
 
-static EW_CLONES void swiglu_span(int64_t n, const float *gate, const float *up, float *y) {
+static RT_CPU_CLONES void swiglu_span(int64_t n, const float *gate, const float *up, float *y) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) y[i] = gate[i] * sigmoidf(gate[i]) * up[i];
 }
 
 /* One loop per combination of requested outputs, so no loop tests a
  * pointer per element (which would keep it scalar). */
-static EW_CLONES void swiglu_bwd_span(int64_t n, const float *gate, const float *up,
+static RT_CPU_CLONES void swiglu_bwd_span(int64_t n, const float *gate, const float *up,
                                       const float *dy, float *dgate, float *dup) {
     if (dgate && dup) {
 #pragma omp simd

@@ -24,57 +24,18 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/vec_math.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#define SM_INLINE static inline __attribute__((always_inline))
-#else
-#define SM_CLONES
-#define SM_INLINE static inline
-#endif
 
 #define SM_BLOCK 256
 /* Below this many elements (rows * cols) one thread does it all. */
 #define SM_OMP_MIN 32768
 
-/* exp(x) in f32 for SIMD loops: see the full comment in attention.c, which
- * holds the identical first copy (kernels/cpu has no shared private header;
- * keep the copies in step). Range reduction x = n ln2 + r (Cody & Waite),
- * Taylor series of exp(r) to r^7, 2^n in the exponent bits; within 2 ulp;
- * x < -87.33654 (also -inf) gives 0, x > 88.37626 saturates, NaN stays NaN.
- * The range checks use the bit pattern so that gcc if-converts them. */
-SM_INLINE float fast_expf(float x) {
-    const uint32_t lo_bits = 0xC2AEAC4Fu; /* -87.33654f */
-    const int32_t hi_bits = 0x42B0C0A5;   /* 88.37626f */
-    union { float f; uint32_t u; int32_t i; } v = {.f = x};
-    float keep = v.u > lo_bits ? 0.0f : 1.0f;
-    keep = (v.u & 0x7FFFFFFFu) > 0x7F800000u ? NAN : keep;
-    v.u = v.u > lo_bits ? lo_bits : v.u;
-    v.i = v.i > hi_bits ? hi_bits : v.i;
-    const float xc = v.f;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: rounds x/ln2 into the low bits */
-    const float t = xc * 1.44269504088896341f + shifter;
-    const float n = t - shifter;
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { float f; uint32_t u; } tb = {.f = t}, sc;
-    sc.u = (tb.u - 0x4B400000u + 127u) << 23;
-    return p * sc.f * keep;
-}
-
-SM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+RT_CPU_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* The max m of a*x over a row and sum_j exp(a*x_j - m) (a = 1/T > 0), in one
  * pass: per block, its max, then its exponentials against the running max. */
-SM_INLINE void row_max_sumexp(int64_t n, const float *x, float a, float *m_out, double *sum_out) {
+RT_CPU_INLINE void row_max_sumexp(int64_t n, const float *x, float a, float *m_out, double *sum_out) {
     float m = -INFINITY;
     double sum = 0.0;
     for (int64_t j0 = 0; j0 < n; j0 += SM_BLOCK) {
@@ -91,7 +52,7 @@ SM_INLINE void row_max_sumexp(int64_t n, const float *x, float a, float *m_out, 
         }
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < nb; j++) s += fast_expf(a * xb[j] - m);
+        for (int64_t j = 0; j < nb; j++) s += rt_fast_expf(a * xb[j] - m);
         sum += s;
     }
     *m_out = m;
@@ -99,7 +60,7 @@ SM_INLINE void row_max_sumexp(int64_t n, const float *x, float a, float *m_out, 
 }
 
 /* logsumexp of a*x over a row, in double. */
-SM_INLINE double row_lse(int64_t n, const float *x, float a) {
+RT_CPU_INLINE double row_lse(int64_t n, const float *x, float a) {
     float m;
     double sum;
     row_max_sumexp(n, x, a, &m, &sum);
@@ -107,7 +68,7 @@ SM_INLINE double row_lse(int64_t n, const float *x, float a) {
 }
 
 /* sum_j x_j * (y ? y_j : 1): f32 within blocks, double across. */
-SM_INLINE double row_dot(int64_t n, const float *x, const float *y) {
+RT_CPU_INLINE double row_dot(int64_t n, const float *x, const float *y) {
     double total = 0.0;
     for (int64_t j0 = 0; j0 < n; j0 += SM_BLOCK) {
         const int64_t nb = min64(SM_BLOCK, n - j0);
@@ -126,23 +87,23 @@ SM_INLINE double row_dot(int64_t n, const float *x, const float *y) {
 
 /* ---- one row of each kernel ---- */
 
-static SM_CLONES void softmax_row(int64_t cols, const float *x, float *y) {
+static RT_CPU_CLONES void softmax_row(int64_t cols, const float *x, float *y) {
     float m;
     double sum;
     row_max_sumexp(cols, x, 1.0f, &m, &sum);
     const float inv = (float)(1.0 / sum);
 #pragma omp simd
-    for (int64_t j = 0; j < cols; j++) y[j] = fast_expf(x[j] - m) * inv;
+    for (int64_t j = 0; j < cols; j++) y[j] = rt_fast_expf(x[j] - m) * inv;
 }
 
 /* dx = y * (dy - sum_j dy_j y_j): the softmax Jacobian applied to dy. */
-static SM_CLONES void softmax_bwd_row(int64_t cols, const float *y, const float *dy, float *dx) {
+static RT_CPU_CLONES void softmax_bwd_row(int64_t cols, const float *y, const float *dy, float *dx) {
     const float dot = (float)row_dot(cols, dy, y);
 #pragma omp simd
     for (int64_t j = 0; j < cols; j++) dx[j] += y[j] * (dy[j] - dot);
 }
 
-static SM_CLONES void log_softmax_row(int64_t cols, const float *x, float *y) {
+static RT_CPU_CLONES void log_softmax_row(int64_t cols, const float *x, float *y) {
     float m;
     double sum;
     row_max_sumexp(cols, x, 1.0f, &m, &sum);
@@ -153,29 +114,29 @@ static SM_CLONES void log_softmax_row(int64_t cols, const float *x, float *y) {
 }
 
 /* y = x - lse(x), so dx = dy - softmax(x) * sum_j dy_j, softmax = exp(y). */
-static SM_CLONES void log_softmax_bwd_row(int64_t cols, const float *y, const float *dy,
+static RT_CPU_CLONES void log_softmax_bwd_row(int64_t cols, const float *y, const float *dy,
                                           float *dx) {
     const float sum = (float)row_dot(cols, dy, NULL);
 #pragma omp simd
-    for (int64_t j = 0; j < cols; j++) dx[j] += dy[j] - fast_expf(y[j]) * sum;
+    for (int64_t j = 0; j < cols; j++) dx[j] += dy[j] - rt_fast_expf(y[j]) * sum;
 }
 
-static SM_CLONES double lse_row(int64_t cols, const float *x, float a) {
+static RT_CPU_CLONES double lse_row(int64_t cols, const float *x, float a) {
     return row_lse(cols, x, a);
 }
 
 /* dx += g * softmax(x), given the row's lse */
-static SM_CLONES void softmax_scaled_acc_row(int64_t cols, const float *x, float lse, float g,
+static RT_CPU_CLONES void softmax_scaled_acc_row(int64_t cols, const float *x, float lse, float g,
                                              float *dx) {
 #pragma omp simd
-    for (int64_t j = 0; j < cols; j++) dx[j] += g * fast_expf(x[j] - lse);
+    for (int64_t j = 0; j < cols; j++) dx[j] += g * rt_fast_expf(x[j] - lse);
 }
 
 /* With a = 1/T: log p_t = a*t - lse_t, log q_s = a*s - lse_s, and
  * KL = sum_v p_t (log p_t - log q_s) (Hinton et al. 2015). The log ratio is
  * formed as a*(t - s) - (lse_t - lse_s), whose rounding error does not grow
  * with the size of the log-probabilities themselves. */
-static SM_CLONES float kl_row(int64_t V, const float *s, const float *t, float a) {
+static RT_CPU_CLONES float kl_row(int64_t V, const float *s, const float *t, float a) {
     const double lt = row_lse(V, t, a), ls = row_lse(V, s, a);
     const float lt_f = (float)lt, dl = (float)(lt - ls);
     double sum = 0.0;
@@ -184,19 +145,19 @@ static SM_CLONES float kl_row(int64_t V, const float *s, const float *t, float a
         float bs = 0.0f;
 #pragma omp simd reduction(+ : bs)
         for (int64_t j = j0; j < j0 + nb; j++)
-            bs += fast_expf(a * t[j] - lt_f) * (a * (t[j] - s[j]) - dl);
+            bs += rt_fast_expf(a * t[j] - lt_f) * (a * (t[j] - s[j]) - dl);
         sum += bs;
     }
     return (float)sum;
 }
 
 /* ds += g * a * (q_s - p_t) */
-static SM_CLONES void kl_bwd_row(int64_t V, const float *s, const float *t, float a, float g,
+static RT_CPU_CLONES void kl_bwd_row(int64_t V, const float *s, const float *t, float a, float g,
                                  float *ds) {
     const float lt = (float)row_lse(V, t, a), ls = (float)row_lse(V, s, a), ga = g * a;
 #pragma omp simd
     for (int64_t j = 0; j < V; j++)
-        ds[j] += ga * (fast_expf(a * s[j] - ls) - fast_expf(a * t[j] - lt));
+        ds[j] += ga * (rt_fast_expf(a * s[j] - ls) - rt_fast_expf(a * t[j] - lt));
 }
 
 /* ---- the kernels: rows split across threads ---- */
