@@ -66,17 +66,4 @@ static rt_status distill(rt_recipe *r, rt_dist *d) {
     return st;
 }
 
-int rt_cmd_distill(int argc, char **argv) {
-    rt_dist d;
-    rt_status s = rt_dist_init(&d, &argc, &argv);
-    if (s != RT_OK) return rt_cmd_fail(s);
-    rt_recipe r;
-    s = rt_finetune_load_recipe(argc, argv, &r);
-    if (s == RT_OK) {
-        s = distill(&r, &d);
-        rt_recipe_free(&r);
-    }
-    if (s != RT_OK && d.world > 1) rt_dist_abort(&d, s, rt_error_message());
-    rt_dist_finalize(&d);
-    return s == RT_OK ? 0 : rt_cmd_fail(s);
-}
+int rt_cmd_distill(int argc, char **argv) { return rt_recipe_main(argc, argv, distill); }

@@ -111,17 +111,19 @@ static rt_status finetune(rt_recipe *r, rt_dist *d) {
     return s;
 }
 
-int rt_cmd_finetune(int argc, char **argv) {
+int rt_recipe_main(int argc, char **argv, rt_status (*job)(rt_recipe *r, rt_dist *d)) {
     rt_dist d;
     rt_status s = rt_dist_init(&d, &argc, &argv);
     if (s != RT_OK) return rt_cmd_fail(s);
     rt_recipe r;
     s = rt_finetune_load_recipe(argc, argv, &r);
     if (s == RT_OK) {
-        s = finetune(&r, &d);
+        s = job(&r, &d);
         rt_recipe_free(&r);
     }
     if (s != RT_OK && d.world > 1) rt_dist_abort(&d, s, rt_error_message());
     rt_dist_finalize(&d);
     return s == RT_OK ? 0 : rt_cmd_fail(s);
 }
+
+int rt_cmd_finetune(int argc, char **argv) { return rt_recipe_main(argc, argv, finetune); }

@@ -17,4 +17,10 @@ rt_status rt_finetune_device(const rt_recipe *r, rt_device *dev);
 rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_llama **m,
                             rt_tokenizer **tok);
 
+/* The body of a recipe command (finetune, distill) under mpirun or not:
+ * start dist/, load and validate the recipe with its overrides, run `job`;
+ * an error on any rank ends the whole job with that rank's message. Returns
+ * the exit status. */
+int rt_recipe_main(int argc, char **argv, rt_status (*job)(rt_recipe *r, rt_dist *d));
+
 #endif
