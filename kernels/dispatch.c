@@ -9,3 +9,8 @@ const rt_kernels *rt_kernels_for(int device) {
     default: return NULL;
     }
 }
+
+int rt_device_count(int device) {
+    const rt_kernels *k = rt_kernels_for(device);
+    return k && k->device_count ? k->device_count() : 0;
+}

@@ -34,6 +34,9 @@ typedef enum { RT_ROPE_HF = 0, RT_ROPE_INTERLEAVED = 1 } rt_rope_layout;
 
 typedef struct rt_kernels {
     const char *name;
+    /* Devices of this kind the process can use now (0: none, e.g. no GPU or
+     * no driver); the CPU reports 1. */
+    int (*device_count)(void);
 
     /* ---- memory (bytes) ---- */
     void *(*malloc)(size_t bytes);          /* NULL on OOM */
@@ -180,6 +183,9 @@ extern const rt_kernels rt_kernels_cuda;
 /* The table for a device (rt_device from autograd/tensor.h as int, so this
  * header needs nothing above it); NULL when the build lacks that device. */
 const rt_kernels *rt_kernels_for(int device);
+/* How many devices of that kind this process can use (0 if the build lacks
+ * the backend or the machine the hardware). */
+int rt_device_count(int device);
 
 #ifdef __cplusplus
 }

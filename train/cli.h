@@ -25,8 +25,8 @@ rt_status rt_cli_parse(int argc, char **argv, const rt_cli_opt *opts, int n_opts
 rt_status rt_cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 rt_status rt_cli_float(const char *opt, const char *s, double lo, double hi, double *out);
 
-/* --device: "cpu", "cuda" or NULL/"auto" (cuda when the build has it and a
- * GPU is visible). */
+/* --device: "cpu", "cuda" or NULL/"auto" (the CPU for now: see cli.c).
+ * RT_EINPUT for cuda without a CUDA build or without a visible GPU. */
 rt_status rt_cli_device(const char *s, rt_device *out);
 
 /* Loads --model (HF dir or llama2.c .bin) for inference and its tokenizer

@@ -3,8 +3,11 @@
 static void cpu_upload(void *dst, const void *host, size_t bytes) { rt_cpu_copy(dst, host, bytes); }
 static void cpu_download(void *host, const void *src, size_t bytes) { rt_cpu_copy(host, src, bytes); }
 
+static int cpu_device_count(void) { return 1; }
+
 const rt_kernels rt_kernels_cpu = {
     .name = "cpu",
+    .device_count = cpu_device_count,
     .malloc = rt_cpu_malloc,
     .free = rt_cpu_free,
     .zero = rt_cpu_zero,

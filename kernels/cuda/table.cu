@@ -10,6 +10,17 @@
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/kernels.h"
 
+// 0 when there is no GPU or no usable driver (the error is cleared, so a
+// CPU run of a CUDA build never trips over it later).
+static int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
 static void *cuda_malloc(size_t bytes) {
     void *p = nullptr;
     if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
@@ -60,6 +71,7 @@ static void cuda_convert(int64_t n, const void *src, int sdt, void *dst, int ddt
 static rt_kernels make_table(void) {
     rt_kernels k = {};
     k.name = "cuda";
+    k.device_count = cuda_device_count;
     k.malloc = cuda_malloc;
     k.free = cuda_free;
     k.zero = cuda_zero;
