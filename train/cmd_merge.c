@@ -21,44 +21,12 @@
 #include "train/half.h"
 #include "train/nf4_io.h"
 
-typedef struct {
-    rt_st_tensor *t;
-    size_t n, cap;
-    void **own;
-    size_t nown, capown;
-} merge_set;
-
-static bool grow(void **arr, size_t *cap, size_t n, size_t elem) {
-    if (n < *cap) return true;
-    size_t nc = *cap ? *cap * 2 : 64;
-    void *p = realloc(*arr, nc * elem);
-    if (!p) return false;
-    *arr = p;
-    *cap = nc;
-    return true;
-}
-
-/* Adds a tensor; `owned` (may be NULL) is freed with the set, even on failure. */
-static rt_status set_add(merge_set *o, const rt_st_tensor *src, rt_st_dtype dt, const void *data,
+/* Adds a tensor described by src with data in dtype dt; `owned` (may be
+ * NULL) is freed with the list, even on failure. */
+static rt_status set_add(rt_st_list *o, const rt_st_tensor *src, rt_st_dtype dt, const void *data,
                          void *owned) {
-    if ((owned && !grow((void **)&o->own, &o->capown, o->nown, sizeof *o->own)) ||
-        !grow((void **)&o->t, &o->cap, o->n, sizeof *o->t)) {
-        free(owned);
-        return rt_errorf(RT_EINTERNAL, "out of memory merging %s", src->name);
-    }
-    if (owned) o->own[o->nown++] = owned;
-    rt_st_tensor *t = &o->t[o->n++];
-    *t = *src;
-    t->dtype = dt;
-    t->data = data;
-    t->nbytes = (size_t)rt_st_numel(src) * rt_st_dtype_size(dt);
-    return RT_OK;
-}
-
-static void set_free(merge_set *o) {
-    for (size_t i = 0; i < o->nown; i++) free(o->own[i]);
-    free(o->own);
-    free(o->t);
+    if (owned) RT_TRY(rt_st_list_own(o, owned));
+    return rt_st_list_add(o, src->name, dt, src->ndim, src->shape, data);
 }
 
 /* True for the bitsandbytes side tensors of a projection (X.weight.absmax, ...). */
@@ -108,7 +76,7 @@ static rt_status skeleton(const rt_llama_config *cfg, rt_llama **out) {
 
 /* W + scaling * B A for one projection, in its base dtype, added to o. */
 static rt_status merge_proj(const rt_weights *w, const rt_lora_linear *lin, const char *name,
-                            const int64_t shape[2], merge_set *o, rt_st_dtype *dt_out) {
+                            const int64_t shape[2], rt_st_list *o, rt_st_dtype *dt_out) {
     uint8_t *packed;
     rt_nf4_state st;
     bool found;
@@ -176,7 +144,7 @@ rt_status rt_merge_write_hf(const char *model_path, const char *adapter_dir, con
     rt_llama_config cfg;
     RT_TRY(rt_weights_open(model_path, &w, &cfg));
     rt_llama *m = NULL;
-    merge_set o = {0};
+    rt_st_list o = {0};
     char path[4200];
     rt_status s = RT_OK;
     bool nf4 = false;
@@ -222,7 +190,7 @@ rt_status rt_merge_write_hf(const char *model_path, const char *adapter_dir, con
         s = rt_llama_config_save(&cfg, path);
     }
     if (s == RT_OK) s = rt_nf4_copy_side_files(model_path, out_dir);
-    set_free(&o);
+    rt_st_list_free(&o);
     rt_llama_free(m);
     rt_weights_close(w);
     return s;

@@ -109,66 +109,14 @@ int rt_nf4_proj_of(const char *name, int *layer) {
 
 /* ---- writer -------------------------------------------------------------- */
 
-/* The output tensor list plus every buffer it owns. */
-typedef struct {
-    rt_st_tensor *t;
-    size_t n, cap;
-    void **own;
-    size_t nown, capown;
-    const char *dir; /* for messages */
-} out_set;
-
-static bool grow(void **arr, size_t *cap, size_t n, size_t elem) {
-    if (n < *cap) return true;
-    size_t nc = *cap ? *cap * 2 : 64;
-    void *p = realloc(*arr, nc * elem);
-    if (!p) return false;
-    *arr = p;
-    *cap = nc;
-    return true;
-}
-
-/* Records p as owned (freed by out_free); frees p itself if that fails. */
-static rt_status out_own(out_set *o, void *p) {
-    if (!p || !grow((void **)&o->own, &o->capown, o->nown, sizeof *o->own)) {
-        free(p);
-        return rt_errorf(RT_EINTERNAL, "%s: out of memory", o->dir);
-    }
-    o->own[o->nown++] = p;
-    return RT_OK;
-}
-
-/* Adds a tensor; `data` (and a heap `name`) must be owned by o or outlive it. */
-static rt_status out_add(out_set *o, const char *name, rt_st_dtype dt, int ndim,
-                         const int64_t *shape, const void *data) {
-    if (!grow((void **)&o->t, &o->cap, o->n, sizeof *o->t))
-        return rt_errorf(RT_EINTERNAL, "%s: out of memory", o->dir);
-    rt_st_tensor *t = &o->t[o->n++];
-    memset(t, 0, sizeof *t);
-    t->name = name;
-    t->dtype = dt;
-    t->ndim = ndim;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (t->shape[i] = shape[i]);
-    t->data = data;
-    t->nbytes = (size_t)n * rt_st_dtype_size(dt);
-    return RT_OK;
-}
-
 /* Adds `base``suffix` -> data (taken: freed with o). */
-static rt_status out_add_owned(out_set *o, const char *base, const char *suffix, rt_st_dtype dt,
+static rt_status out_add_owned(rt_st_list *o, const char *base, const char *suffix, rt_st_dtype dt,
                                int ndim, const int64_t *shape, void *data) {
-    RT_TRY(out_own(o, data));
+    RT_TRY(rt_st_list_own(o, data));
     char *name;
     if (asprintf(&name, "%s%s", base, suffix) < 0) return rt_errorf(RT_EINTERNAL, "out of memory");
-    RT_TRY(out_own(o, name));
-    return out_add(o, name, dt, ndim, shape, data);
-}
-
-static void out_free(out_set *o) {
-    for (size_t i = 0; i < o->nown; i++) free(o->own[i]);
-    free(o->own);
-    free(o->t);
+    RT_TRY(rt_st_list_own(o, name));
+    return rt_st_list_add(o, name, dt, ndim, shape, data);
 }
 
 /* Python's repr() of a float (shortest round-trip digits; fixed notation
@@ -234,7 +182,7 @@ static rt_status to_f32(const rt_st_tensor *t, const char *src, float **out) {
 }
 
 /* Quantizes one projection and adds its six (or four) bitsandbytes tensors. */
-static rt_status quantize_one(out_set *o, const rt_st_tensor *t, const char *src, int blocksize,
+static rt_status quantize_one(rt_st_list *o, const rt_st_tensor *t, const char *src, int blocksize,
                               bool dq, rt_nf4_stats *stats) {
     if (t->ndim != 2)
         return rt_errorf(RT_EINPUT, "%s: tensor %s is not 2-D", src, t->name);
@@ -370,7 +318,7 @@ rt_status rt_nf4_write_hf_stats(const char *model_path, const char *out_dir, int
     rt_llama_config cfg;
     RT_TRY(rt_weights_open(model_path, &w, &cfg));
     rt_nf4_stats stats = {0};
-    out_set o = {.dir = out_dir};
+    rt_st_list o = {0};
     char *st_path = NULL, *cfg_path = NULL;
     rt_status s = RT_OK;
     for (size_t i = 0; i < rt_weights_count(w); i++) {
@@ -396,7 +344,7 @@ rt_status rt_nf4_write_hf_stats(const char *model_path, const char *out_dir, int
         if (rt_nf4_proj_of(t->name, &layer) >= 0 && layer < cfg.num_hidden_layers)
             s = quantize_one(&o, t, model_path, blocksize, double_quant, &stats);
         else
-            s = out_add(&o, t->name, t->dtype, t->ndim, t->shape, t->data);
+            s = rt_st_list_add(&o, t->name, t->dtype, t->ndim, t->shape, t->data);
     }
     if (s != RT_OK) goto out;
     for (size_t i = 0; i < o.n; i++) stats.bytes_after += o.t[i].nbytes;
@@ -405,7 +353,7 @@ rt_status rt_nf4_write_hf_stats(const char *model_path, const char *out_dir, int
     if ((s = write_config(&cfg, cfg_path, double_quant))) goto out;
     s = rt_nf4_copy_side_files(model_path, out_dir);
 out:
-    out_free(&o);
+    rt_st_list_free(&o);
     free(st_path);
     free(cfg_path);
     rt_weights_close(w);

@@ -446,3 +446,47 @@ out:
     free(order);
     return s;
 }
+
+/* ---- rt_st_list ---------------------------------------------------------- */
+
+static bool list_grow(void **arr, size_t *cap, size_t n, size_t elem) {
+    if (n < *cap) return true;
+    size_t nc = *cap ? *cap * 2 : 64;
+    void *p = realloc(*arr, nc * elem);
+    if (!p) return false;
+    *arr = p;
+    *cap = nc;
+    return true;
+}
+
+rt_status rt_st_list_own(rt_st_list *l, void *p) {
+    if (!p || !list_grow((void **)&l->own, &l->capown, l->nown, sizeof *l->own)) {
+        free(p);
+        return rt_errorf(RT_EINTERNAL, "out of memory assembling tensors to write");
+    }
+    l->own[l->nown++] = p;
+    return RT_OK;
+}
+
+rt_status rt_st_list_add(rt_st_list *l, const char *name, rt_st_dtype dtype, int ndim,
+                         const int64_t *shape, const void *data) {
+    if (!list_grow((void **)&l->t, &l->cap, l->n, sizeof *l->t))
+        return rt_errorf(RT_EINTERNAL, "out of memory assembling tensors to write");
+    rt_st_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (t->shape[i] = shape[i]);
+    t->data = data;
+    t->nbytes = (size_t)n * rt_st_dtype_size(dtype);
+    return RT_OK;
+}
+
+void rt_st_list_free(rt_st_list *l) {
+    for (size_t i = 0; i < l->nown; i++) free(l->own[i]);
+    free(l->own);
+    free(l->t);
+    memset(l, 0, sizeof *l);
+}

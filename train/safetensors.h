@@ -100,6 +100,24 @@ void rt_st_close(rt_safetensors *st);
 rt_status rt_st_write(const char *path, const rt_st_tensor *tensors, size_t n,
                       const char *const *meta_kv);
 
+/* A list of tensors being assembled for rt_st_write, plus the buffers it
+ * owns (converted or quantized data, generated names), all freed together
+ * by rt_st_list_free. Zero-initialise it. */
+typedef struct {
+    rt_st_tensor *t;
+    size_t n, cap;
+    void **own;
+    size_t nown, capown;
+} rt_st_list;
+
+/* Takes ownership of p (freed by rt_st_list_free); if that fails, p is freed
+ * at once. RT_EINTERNAL for a NULL p or out of memory. */
+rt_status rt_st_list_own(rt_st_list *l, void *p);
+/* Appends a tensor; `name` and `data` must be owned by l or outlive it. */
+rt_status rt_st_list_add(rt_st_list *l, const char *name, rt_st_dtype dtype, int ndim,
+                         const int64_t *shape, const void *data);
+void rt_st_list_free(rt_st_list *l);
+
 #ifdef __cplusplus
 }
 #endif
