@@ -16,32 +16,11 @@
 #include <cjson/cJSON.h>
 
 #include "autograd/ops.h"
-#include "tests/testutil.h"
+#include "tests/cli_util.h"
 #include "train/adapter.h"
 #include "train/half.h"
 #include "train/llama.h"
 #include "train/nf4_io.h"
-
-static const char *tmp_path(const char *name) {
-    static char buf[8][1024];
-    static int next;
-    char *b = buf[next++ % 8];
-    snprintf(b, 1024, "%s/%s", rt_test_tmpdir(), name);
-    return b;
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
 
 static bool file_exists(const char *p) {
     struct stat sb;
@@ -197,7 +176,7 @@ done:
 static void check_config(const char *dir, bool dq) {
     char p[1100];
     snprintf(p, sizeof p, "%s/config.json", dir);
-    char *text = read_text(p);
+    char *text = rt_slurp(p, NULL);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     const cJSON *q = cJSON_GetObjectItem(j, "quantization_config");
     CHECK(cJSON_IsObject(q), "quantization_config present");
@@ -216,7 +195,7 @@ static void check_config(const char *dir, bool dq) {
 }
 
 static void test_quantize(const char *bin) {
-    const char *dir = tmp_path("q64");
+    const char *dir = rt_tmp("q64");
     rt_nf4_stats st;
     rt_status s = rt_nf4_write_hf_stats(bin, dir, 64, true, &st);
     CHECK(s == RT_OK, "quantize: %s", rt_error_message());
@@ -240,7 +219,7 @@ static void test_quantize(const char *bin) {
     check_quantized_dir(bin, dir, 64, true);
     check_config(dir, true);
 
-    const char *dir2 = tmp_path("q128");
+    const char *dir2 = rt_tmp("q128");
     s = rt_nf4_write_hf(bin, dir2, 128, false);
     CHECK(s == RT_OK, "quantize 128 no-dq: %s", rt_error_message());
     if (s == RT_OK) {
@@ -249,13 +228,13 @@ static void test_quantize(const char *bin) {
     }
 
     rt_error_clear();
-    CHECK(rt_nf4_write_hf(bin, tmp_path("qbad"), 48, true) == RT_EINPUT &&
+    CHECK(rt_nf4_write_hf(bin, rt_tmp("qbad"), 48, true) == RT_EINPUT &&
           strstr(rt_error_message(), "48"), "blocksize 48: %s", rt_error_message());
     rt_error_clear();
-    CHECK(rt_nf4_write_hf(dir, tmp_path("qq"), 64, true) == RT_EINPUT &&
+    CHECK(rt_nf4_write_hf(dir, rt_tmp("qq"), 64, true) == RT_EINPUT &&
           strstr(rt_error_message(), "already quantized"), "requantize: %s", rt_error_message());
     rt_error_clear();
-    CHECK(rt_nf4_write_hf(tmp_path("missing"), tmp_path("qm"), 64, true) == RT_EINPUT,
+    CHECK(rt_nf4_write_hf(rt_tmp("missing"), rt_tmp("qm"), 64, true) == RT_EINPUT,
           "missing model");
 }
 
@@ -264,7 +243,7 @@ static void test_quantize(const char *bin) {
 static void test_load_tensor(const char *bin) {
     rt_weights *w1 = NULL, *w2 = NULL;
     rt_llama_config c;
-    if (rt_weights_open(bin, &w1, &c) || rt_weights_open(tmp_path("q64"), &w2, &c)) {
+    if (rt_weights_open(bin, &w1, &c) || rt_weights_open(rt_tmp("q64"), &w2, &c)) {
         CHECK(0, "open: %s", rt_error_message());
         rt_weights_close(w1);
         return;
@@ -316,7 +295,7 @@ static void test_load_tensor(const char *bin) {
 static void write_variant(const char *dir, const char *key, rt_st_dtype dt, int64_t len, const void *data) {
     rt_weights *w;
     rt_llama_config c;
-    if (rt_weights_open(tmp_path("q64"), &w, &c)) return;
+    if (rt_weights_open(rt_tmp("q64"), &w, &c)) return;
     mkdir(dir, 0777);
     size_t n = rt_weights_count(w), k = 0;
     rt_st_tensor *ts = calloc(n, sizeof *ts);
@@ -344,7 +323,7 @@ static void write_variant(const char *dir, const char *key, rt_st_dtype dt, int6
 
 static void expect_corrupt(const char *tag, const char *key, rt_st_dtype dt, int64_t len,
                            const void *data, const char *needle) {
-    const char *dir = tmp_path(tag);
+    const char *dir = rt_tmp(tag);
     write_variant(dir, key, dt, len, data);
     rt_weights *w = NULL;
     rt_llama_config c;
@@ -443,13 +422,13 @@ static void test_merge(const char *bin) {
                 d[i] = ((float)(x >> 40) / (float)(1u << 24) - 0.5f) * 0.2f;
             }
         }
-    const char *adir = tmp_path("adapter");
+    const char *adir = rt_tmp("adapter");
     CHECK(rt_adapter_save(ma, adir, bin) == RT_OK, "adapter save: %s", rt_error_message());
     float *ref = malloc(NL * 4), *got = malloc(NL * 4);
     CHECK(logits_of(ma, ref) == RT_OK, "adapter logits: %s", rt_error_message());
 
     /* plain base (.bin) */
-    const char *mdir = tmp_path("merged");
+    const char *mdir = rt_tmp("merged");
     rt_status s = rt_merge_write_hf(bin, adir, mdir);
     CHECK(s == RT_OK, "merge: %s", rt_error_message());
     rt_weights *w1 = NULL, *wm = NULL;
@@ -478,7 +457,7 @@ static void test_merge(const char *bin) {
     }
     rt_weights_close(w1);
     rt_weights_close(wm);
-    char *cfgtext = read_text(tmp_path("merged/config.json"));
+    char *cfgtext = rt_slurp(rt_tmp("merged/config.json"), NULL);
     CHECK(cfgtext && !strstr(cfgtext, "quantization_config"), "merged config has no quantization_config");
     free(cfgtext);
     rt_llama *mm = NULL;
@@ -493,8 +472,8 @@ static void test_merge(const char *bin) {
     mm = NULL;
 
     /* NF4 base: reference is the QLoRA model (same NF4 codes) + the adapter */
-    const char *mdir2 = tmp_path("merged_nf4");
-    s = rt_merge_write_hf(tmp_path("q64"), adir, mdir2);
+    const char *mdir2 = rt_tmp("merged_nf4");
+    s = rt_merge_write_hf(rt_tmp("q64"), adir, mdir2);
     CHECK(s == RT_OK, "merge NF4: %s", rt_error_message());
     rt_llama_opts q = {.device = RT_CPU, .load_in_4bit = true, .nf4_blocksize = 64, .double_quant = true};
     rt_llama *mq = NULL;
@@ -517,7 +496,7 @@ static void test_merge(const char *bin) {
     rt_llama_free(mm);
 
     rt_error_clear();
-    CHECK(rt_merge_write_hf(bin, tmp_path("no-adapter"), tmp_path("m3")) == RT_EINPUT &&
+    CHECK(rt_merge_write_hf(bin, rt_tmp("no-adapter"), rt_tmp("m3")) == RT_EINPUT &&
           strstr(rt_error_message(), "adapter_config.json"), "missing adapter: %s", rt_error_message());
     free(ref);
     free(got);
@@ -530,7 +509,7 @@ static void test_bf16(const char *bin) {
     rt_weights *w = NULL;
     rt_llama_config c;
     if (rt_weights_open(bin, &w, &c)) return;
-    const char *dir = tmp_path("bf16");
+    const char *dir = rt_tmp("bf16");
     mkdir(dir, 0777);
     size_t n = rt_weights_count(w);
     rt_st_tensor *ts = calloc(n, sizeof *ts);
@@ -553,7 +532,7 @@ static void test_bf16(const char *bin) {
     rt_llama_config_save(&c, p);
     rt_weights_close(w);
 
-    const char *qdir = tmp_path("bf16q");
+    const char *qdir = rt_tmp("bf16q");
     CHECK(rt_nf4_write_hf(dir, qdir, 64, true) == RT_OK, "quantize bf16: %s", rt_error_message());
     rt_weights *wb = NULL, *wq = NULL;
     const char *name = "model.layers.4.mlp.gate_proj.weight";
@@ -580,8 +559,8 @@ static void test_bf16(const char *bin) {
     }
 
     /* merge into the bf16 NF4 base: projections come back as bf16 */
-    const char *mdir = tmp_path("bf16m");
-    CHECK(rt_merge_write_hf(qdir, tmp_path("adapter"), mdir) == RT_OK, "merge bf16 NF4: %s", rt_error_message());
+    const char *mdir = rt_tmp("bf16m");
+    CHECK(rt_merge_write_hf(qdir, rt_tmp("adapter"), mdir) == RT_OK, "merge bf16 NF4: %s", rt_error_message());
     rt_weights *wm = NULL;
     if (wq && rt_weights_open(mdir, &wm, &c) == RT_OK) {
         CHECK(!strcmp(c.torch_dtype, "bfloat16"), "merged torch_dtype %s", c.torch_dtype);
@@ -590,7 +569,7 @@ static void test_bf16(const char *bin) {
         CHECK(t && t->dtype == RT_ST_BF16 && e && e->dtype == RT_ST_BF16, "merged tensors bf16");
         /* gate_proj is adapted: bf16(dequant(W) + 2 B A), B and A from the adapter file */
         rt_safetensors *ad = NULL;
-        rt_st_open(tmp_path("adapter/adapter_model.safetensors"), &ad);
+        rt_st_open(rt_tmp("adapter/adapter_model.safetensors"), &ad);
         const rt_st_tensor *A = ad ? rt_st_find(ad, "base_model.model.model.layers.4.mlp.gate_proj.lora_A.weight") : NULL;
         const rt_st_tensor *B = ad ? rt_st_find(ad, "base_model.model.model.layers.4.mlp.gate_proj.lora_B.weight") : NULL;
         uint8_t *packed = NULL;
@@ -639,31 +618,31 @@ static int run(const char *args, const char *log) {
 
 static void test_cli(const char *bin, const char *tok) {
     char args[16384];
-    const char *log = tmp_path("cli.log");
-    snprintf(args, sizeof args, "quantize --model %s --tokenizer %s --out %s", bin, tok, tmp_path("cq"));
+    const char *log = rt_tmp("cli.log");
+    snprintf(args, sizeof args, "quantize --model %s --tokenizer %s --out %s", bin, tok, rt_tmp("cq"));
     CHECK(run(args, log) == 0, "retort quantize exit 0");
-    char *text = read_text(log);
+    char *text = rt_slurp(log, NULL);
     CHECK(text && strstr(text, "bits per parameter") && strstr(text, "4.12"), "quantize report: %s",
           text ? text : "");
     free(text);
-    CHECK(file_exists(tmp_path("cq/tokenizer.json")) && file_exists(tmp_path("cq/model.safetensors")),
+    CHECK(file_exists(rt_tmp("cq/tokenizer.json")) && file_exists(rt_tmp("cq/model.safetensors")),
           "quantize wrote tokenizer + weights");
 
-    snprintf(args, sizeof args, "merge --model %s --adapter %s --out %s", tmp_path("cq"),
-             tmp_path("adapter"), tmp_path("cm"));
+    snprintf(args, sizeof args, "merge --model %s --adapter %s --out %s", rt_tmp("cq"),
+             rt_tmp("adapter"), rt_tmp("cm"));
     CHECK(run(args, log) == 0, "retort merge exit 0");
-    CHECK(file_exists(tmp_path("cm/tokenizer.json")) && file_exists(tmp_path("cm/model.safetensors")),
+    CHECK(file_exists(rt_tmp("cm/tokenizer.json")) && file_exists(rt_tmp("cm/model.safetensors")),
           "merge copied the tokenizer");
 
-    snprintf(args, sizeof args, "quantize --model %s --out %s", tmp_path("nope"), tmp_path("cq2"));
+    snprintf(args, sizeof args, "quantize --model %s --out %s", rt_tmp("nope"), rt_tmp("cq2"));
     CHECK(run(args, log) == 2, "quantize bad path exit 2");
-    text = read_text(log);
+    text = rt_slurp(log, NULL);
     CHECK(text && strstr(text, "retort: error:") && strstr(text, "nope"), "error line: %s", text ? text : "");
     free(text);
-    snprintf(args, sizeof args, "merge --model %s --adapter %s --out %s", tmp_path("cq"),
-             tmp_path("nope"), tmp_path("cm2"));
+    snprintf(args, sizeof args, "merge --model %s --adapter %s --out %s", rt_tmp("cq"),
+             rt_tmp("nope"), rt_tmp("cm2"));
     CHECK(run(args, log) == 2, "merge bad adapter exit 2");
-    text = read_text(log);
+    text = rt_slurp(log, NULL);
     CHECK(text && strstr(text, "retort: error:"), "merge error line: %s", text ? text : "");
     free(text);
 }

@@ -7,22 +7,9 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "tests/testutil.h"
+#include "tests/cli_util.h"
 #include "train/commands.h"
 #include "train/tokenizer.h"
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
-    fclose(f);
-    if (p) p[n] = '\0', *len = (size_t)n;
-    return p;
-}
 
 static void write_all(const char *path, const char *s) {
     FILE *f = fopen(path, "wb");
@@ -89,7 +76,7 @@ static void check_roundtrip(const rt_tokenizer *t, const char *s, size_t len, co
 /* "CHAPTER 1. Loomings." up to (not including) "CHAPTER 2." */
 static char *moby_chapter(size_t *len) {
     size_t n;
-    char *all = read_all(rt_test_shared("data/moby-dick.txt"), &n);
+    char *all = rt_slurp(rt_test_shared("data/moby-dick.txt"), &n);
     if (!all) return NULL;
     char *a = strstr(all, "CHAPTER 1. Loomings."), *b = a ? strstr(a, "CHAPTER 2.") : NULL;
     char *out = NULL;
@@ -106,7 +93,7 @@ static char *moby_chapter(size_t *len) {
 /* "text" of the first line of sotu.jsonl. */
 static char *sotu_first(size_t *len) {
     size_t n;
-    char *all = read_all(rt_test_shared("data/sotu.jsonl"), &n);
+    char *all = rt_slurp(rt_test_shared("data/sotu.jsonl"), &n);
     if (!all) return NULL;
     char *nl = strchr(all, '\n');
     if (nl) *nl = '\0';
@@ -143,7 +130,7 @@ static bool err_says(const char *out_path, const char *what) {
     char err_path[600];
     size_t n;
     snprintf(err_path, sizeof err_path, "%s.err", out_path);
-    char *e = read_all(err_path, &n);
+    char *e = rt_slurp(err_path, &n);
     bool ok = e && strncmp(e, "retort: error: ", 15) == 0 && strstr(e, what);
     free(e);
     return ok;
@@ -158,19 +145,19 @@ static void test_cli(const char *tmp) {
     char *a1[] = {"tokenize", "--tokenizer", tokpath};
     int rc = run_cli(a1, 3, in, out);
     size_t n;
-    char *got = read_all(out, &n);
+    char *got = rt_slurp(out, &n);
     CHECK(rc == 0 && got && strcmp(got, "1 15043 3186\n") == 0, "cli encode: rc %d, \"%s\"", rc,
           got ? got : "(none)");
     free(got);
     char *a2[] = {"tokenize", "--tokenizer", tokpath, "--no-bos"};
     rc = run_cli(a2, 4, in, out);
-    got = read_all(out, &n);
+    got = rt_slurp(out, &n);
     CHECK(rc == 0 && got && strcmp(got, "15043 3186\n") == 0, "cli --no-bos: \"%s\"", got ? got : "");
     free(got);
     write_all(in, "1 15043 3186\n");
     char *a3[] = {"tokenize", "--tokenizer", tokpath, "--decode"};
     rc = run_cli(a3, 4, in, out);
-    got = read_all(out, &n);
+    got = rt_slurp(out, &n);
     CHECK(rc == 0 && got && strcmp(got, "Hello world") == 0, "cli --decode: \"%s\"", got ? got : "");
     free(got);
     write_all(in, "1 99999\n");
