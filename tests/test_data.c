@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tests/testutil.h"
+#include "tests/cli_util.h"
 
 static const rt_tokenizer *tok;
 static char files[32][512];
@@ -24,19 +24,6 @@ static const char *write_tmp(const char *name, const char *data, size_t len) {
     return p;
 }
 static const char *write_str(const char *name, const char *s) { return write_tmp(name, s, strlen(s)); }
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)n + 1);
-    *len = fread(b, 1, (size_t)n, f);
-    b[*len] = 0;
-    fclose(f);
-    return b;
-}
 
 /* A recipe with one dataset (YAML flow text for `datasets`). */
 static void recipe(rt_recipe *r, const char *path, const char *type, int seq_len, double val) {
@@ -97,7 +84,7 @@ static int segment_hashes(const rt_batch *bt, int b, uint64_t *h) {
 static void test_text_windows(void) {
     const char *path = rt_test_shared("data/moby-dick.txt");
     size_t len, n;
-    char *text = read_all(path, &len);
+    char *text = rt_slurp(path, &len);
     if (!text) { SKIP("%s missing", path); return; }
     int32_t *ref = encode(text, len, true, &n);
     free(text);
@@ -252,7 +239,7 @@ static void test_alpaca(void) {
 
     const char *path = rt_test_shared("data/sotu-openings.alpaca.jsonl");
     size_t len;
-    char *text = read_all(path, &len);
+    char *text = rt_slurp(path, &len);
     if (!text) { SKIP("%s missing", path); return; }
     rt_recipe r;
     recipe(&r, path, "alpaca", 1024, 0);

@@ -10,25 +10,7 @@
 
 #include <cjson/cJSON.h>
 
-#define CFG_MAX_BYTES (16 << 20) /* config.json is a few KB; refuse anything absurd */
-
-static rt_status cfg_read_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(CFG_MAX_BYTES + 1);
-    if (!buf) { fclose(f); return rt_errorf(RT_EINTERNAL, "%s: out of memory", path); }
-    size_t n = fread(buf, 1, CFG_MAX_BYTES + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || n > CFG_MAX_BYTES) {
-        free(buf);
-        return rt_errorf(RT_EINPUT, "%s: %s", path, bad ? "read error" : "larger than 16 MB");
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return RT_OK;
-}
+#include "train/fs.h"
 
 /* An integer-valued JSON number within int range. */
 static int cfg_as_int(const cJSON *j, int *out) {
@@ -211,7 +193,7 @@ static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config 
 rt_status rt_llama_config_load(const char *path, rt_llama_config *cfg) {
     char *text = NULL;
     size_t len = 0;
-    RT_TRY(cfg_read_file(path, &text, &len));
+    RT_TRY(rt_read_file(path, "config", &text, &len));
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     if (!root) return rt_errorf(RT_EINPUT, "%s: invalid JSON", path);
