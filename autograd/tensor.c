@@ -6,13 +6,6 @@
 
 #include "kernels/kernels.h"
 
-static const char *const dtype_names[RT_DTYPE_COUNT] = {"f32", "bf16", "f16", "i32", "u8", "nf4"};
-static const size_t dtype_sizes[RT_DTYPE_COUNT] = {4, 2, 2, 4, 1, 0};
-
-const char *rt_dtype_name(rt_dtype t) { return t < RT_DTYPE_COUNT ? dtype_names[t] : "?"; }
-const char *rt_device_name(rt_device d) { return d == RT_CUDA ? "cuda" : "cpu"; }
-size_t rt_dtype_size(rt_dtype t) { return t < RT_DTYPE_COUNT ? dtype_sizes[t] : 0; }
-
 int64_t rt_numel(const rt_tensor *t) {
     int64_t n = 1;
     for (int d = 0; d < t->ndim; d++) n *= t->shape[d];

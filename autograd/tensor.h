@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/dtype.h"
 #include "kernels/error.h"
 
 #ifdef __cplusplus
@@ -25,18 +26,6 @@ extern "C" {
 #endif
 
 #define RT_MAX_DIMS 4
-
-typedef enum {
-    RT_F32,
-    RT_BF16,
-    RT_F16,
-    RT_I32,
-    RT_U8,
-    RT_NF4, /* packed 4-bit codes (2 per byte) + an rt_nf4_state (kernels/nf4.h) */
-    RT_DTYPE_COUNT
-} rt_dtype;
-
-typedef enum { RT_CPU, RT_CUDA, RT_DEVICE_COUNT } rt_device;
 
 struct rt_node;
 struct rt_nf4_state;
@@ -54,13 +43,9 @@ typedef struct rt_tensor {
     const char *name;              /* optional, for messages; not owned */
 } rt_tensor;
 
-const char *rt_dtype_name(rt_dtype t);
-const char *rt_device_name(rt_device d);
 int64_t rt_numel(const rt_tensor *t);
 /* Bytes of storage (NF4: packed codes only, ceil(numel/2)). */
 size_t rt_nbytes(const rt_tensor *t);
-/* Size of one element; 0 for RT_NF4 (sub-byte). */
-size_t rt_dtype_size(rt_dtype t);
 bool rt_same_shape(const rt_tensor *a, const rt_tensor *b);
 /* "[2,3,4]" into buf (for messages). */
 const char *rt_shape_str(const rt_tensor *t, char *buf, size_t cap);

@@ -69,7 +69,7 @@ link_like_retort() {
   gcc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -I. -I/usr/local/cuda/include -DRETORT_HAVE_CUDA=1 \
       -c "$src" -o "$obj" || return 1
   cmd=$(sed -e "s|@CMakeFiles/retort.dir/objects1|$obj|" \
-            -e "s|CMakeFiles/retort.dir/train/main.c.o|$obj|" \
+            -e "s|CMakeFiles/retort.dir/train/cli/main.c.o|$obj|" \
             -e "s|-o retort|-o $out|" "$BUILD_DIR/CMakeFiles/retort.dir/link.txt") || return 1
   (cd "$BUILD_DIR" && bash -c "$cmd")
 }

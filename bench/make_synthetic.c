@@ -30,9 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/llama_config.h"
-#include "train/tokenizer.h"
-#include "train/weights.h"
+#include "train/formats/llama_config.h"
+#include "train/tokenizer/tokenizer.h"
+#include "train/formats/model_file.h"
 
 enum { D = 288, L = 6, H = 6, HKV = 6, F = 768, V = 32000, T = 256 };
 

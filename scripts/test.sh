@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The test command: set up and build (scripts/setup.sh), run every test with
+# The test command: set up and build (scripts/setup.sh), check the layering
+# (scripts/check_layout.py), run every test with
 # ctest, then build again with AddressSanitizer + UndefinedBehaviorSanitizer
 # (CPU only, build-asan/) and run every test there too.
 # RETORT_SANITIZE=0 skips the sanitizer pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "== layout (scripts/check_layout.py)"
+python3 scripts/check_layout.py . build
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 jobs=$(nproc)
 echo "== tests (build/)"

@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "tests/cli_util.h"
-#include "train/safetensors.h"
+#include "train/formats/safetensors.h"
 
 #define RECIPE RETORT_SOURCE_DIR "/recipes/stories260k-qlora-mobydick.yaml"
 

@@ -6,7 +6,7 @@
 #include <math.h>
 
 #include "tests/cli_util.h"
-#include "train/lora.h"
+#include "train/model/lora.h"
 
 #define S260 "models/stories260K/"
 #define RECIPE RETORT_SOURCE_DIR "/recipes/stories260k-qlora-mobydick.yaml"

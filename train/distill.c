@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/adapter.h"
+#include "train/model/adapter.h"
 #include "train/finetune.h"
 
 /* ---- loss -------------------------------------------------------------------- */

@@ -39,7 +39,7 @@
 #define RT_DISTILL_H
 
 #include "train/teacher_cache.h"
-#include "train/tokenizer.h"
+#include "train/tokenizer/tokenizer.h"
 #include "train/trainer.h"
 
 /* ---- loss ---- */

@@ -2,7 +2,7 @@
 #ifndef RT_EVALUATE_H
 #define RT_EVALUATE_H
 
-#include "train/llama.h"
+#include "train/model/llama.h"
 
 /* Cuts tokens[n] into non-overlapping windows of seq_len tokens (the last may
  * be shorter; a window of one token predicts nothing); inside each window

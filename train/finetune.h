@@ -3,9 +3,9 @@
 #define RT_FINETUNE_H
 
 #include "dist/zero1.h"
-#include "train/llama.h"
+#include "train/model/llama.h"
 #include "train/recipe.h"
-#include "train/tokenizer.h"
+#include "train/tokenizer/tokenizer.h"
 
 /* argv[1] is the recipe path, argv[2..] key=value overrides; validated. On
  * error r is freed. */
@@ -16,11 +16,5 @@ rt_status rt_finetune_device(const rt_recipe *r, rt_device *dev);
  * adapters; the caller frees both (also on error). */
 rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_llama **m,
                             rt_tokenizer **tok);
-
-/* The body of a recipe command (finetune, distill) under mpirun or not:
- * start dist/, load and validate the recipe with its overrides, run `job`;
- * an error on any rank ends the whole job with that rank's message. Returns
- * the exit status. */
-int rt_recipe_main(int argc, char **argv, rt_status (*job)(rt_recipe *r, rt_dist *d));
 
 #endif

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "train/fs.h"
+#include "train/formats/fs.h"
 
 #define MAGIC "RTKCACHE"
 #define VERSION 1u

@@ -44,8 +44,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "train/data.h"
-#include "train/llama.h"
+#include "train/data/data.h"
+#include "train/model/llama.h"
 
 #define RT_TEACHER_CACHE_SHARD_ROWS 256
 

@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include "train/distill.h"
-#include "train/fs.h"
-#include "train/sampler.h"
+#include "train/formats/fs.h"
+#include "train/model/sampler.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -1,5 +1,5 @@
 #include "train/trainer.h"
-#include "train/fs.h"
+#include "train/formats/fs.h"
 
 #include <errno.h>
 #include <math.h>

@@ -14,8 +14,8 @@
 #define RT_TRAINER_H
 
 #include "dist/dist.h"
-#include "train/data.h"
-#include "train/llama.h"
+#include "train/data/data.h"
+#include "train/model/llama.h"
 #include "train/recipe.h"
 
 /* The scalar loss of one micro-batch: sum over its target tokens / denom.

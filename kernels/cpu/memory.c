@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/tensor.h"
+#include "kernels/dtype.h"
 #include "kernels/cpu/cpu.h"
 
 void *rt_cpu_malloc(size_t bytes) {

@@ -1,0 +1,78 @@
+/* retort eval --model M [--tokenizer T] --data FILE [--seq-len N]
+ *             [--adapter DIR] [--batch B] [--device D] [--json] */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "train/cli/cli.h"
+#include "train/device.h"
+#include "train/formats/fs.h"
+#include "train/cli/commands.h"
+#include "train/evaluate.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int rt_cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *tokenizer = NULL, *data = NULL, *seq = NULL, *adapter = NULL,
+               *batch_s = NULL, *device = NULL;
+    bool json = false;
+    const rt_cli_opt opts[] = {
+        {"--model", &model, NULL},     {"--tokenizer", &tokenizer, NULL}, {"--data", &data, NULL},
+        {"--seq-len", &seq, NULL},     {"--adapter", &adapter, NULL},     {"--batch", &batch_s, NULL},
+        {"--device", &device, NULL},   {"--json", NULL, &json},
+    };
+    int n_pos;
+    rt_status s = rt_cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, &n_pos);
+    if (s == RT_OK && !data) s = rt_errorf(RT_EINPUT, "eval: --data FILE is required");
+    long seq_len = 0, batch = 4;
+    if (s == RT_OK && seq) s = rt_cli_int("--seq-len", seq, 2, 1 << 20, &seq_len);
+    if (s == RT_OK && batch_s) s = rt_cli_int("--batch", batch_s, 1, 4096, &batch);
+    rt_device dev = RT_CPU;
+    if (s == RT_OK) s = rt_device_select(device, &dev);
+    if (s != RT_OK) return rt_cmd_fail(s);
+
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    rt_llama *m = NULL;
+    rt_tokenizer *tok = NULL;
+    rt_ctx *ctx = NULL;
+    s = rt_read_file(data, "data file", &text, &len);
+    if (s == RT_OK) s = rt_cli_load(model, tokenizer, adapter, dev, &m, &tok);
+    if (s == RT_OK) {
+        s = rt_tokenizer_encode(tok, text, len, rt_tokenizer_adds_bos(tok), &ids, &n_ids);
+        if (s != RT_OK) s = rt_errorf(s, "%s: %s", data, rt_error_message());
+    }
+    if (s == RT_OK && n_ids < 2) s = rt_errorf(RT_EINPUT, "%s: too little text to evaluate", data);
+    if (s == RT_OK && !(ctx = rt_ctx_new(dev, 0))) s = RT_EINTERNAL;
+    double nll = 0;
+    int64_t count = 0;
+    double t0 = now_s();
+    if (s == RT_OK) {
+        if (seq_len == 0) seq_len = m->cfg.max_position_embeddings;
+        s = rt_eval_stream(ctx, m, ids, n_ids, (int)seq_len, (int)batch, &nll, &count);
+    }
+    double dt = now_s() - t0;
+    if (s == RT_OK) {
+        double mean = nll / (double)count;
+        fprintf(stderr, "eval: %zu tokens in %.2f s (%.0f tokens/s)\n", n_ids, dt, (double)n_ids / dt);
+        if (json)
+            printf("{\"tokens\":%lld,\"nll\":%.6f,\"ppl\":%.6f}\n", (long long)count, mean, exp(mean));
+        else
+            printf("eval: tokens=%lld nll=%.6f ppl=%.6f\n", (long long)count, mean, exp(mean));
+    }
+    rt_ctx_free(ctx);
+    rt_llama_free(m);
+    rt_tokenizer_free(tok);
+    free(ids);
+    free(text);
+    return s == RT_OK ? 0 : rt_cmd_fail(s);
+}

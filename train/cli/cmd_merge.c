@@ -1,0 +1,45 @@
+/* retort merge --model M [--tokenizer T] --adapter DIR --out DIR
+ *
+ * Folds a PEFT LoRA adapter into its base (a plain HF directory, a llama2.c
+ * .bin or an NF4 directory written by `retort quantize` / transformers +
+ * bitsandbytes) and writes a plain HF directory (rt_merge_write_hf in
+ * train/model/merge.h). */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "train/cli/cli.h"
+#include "train/cli/commands.h"
+#include "train/model/merge.h"
+
+static bool is_file(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+int rt_cmd_merge(int argc, char **argv) {
+    const char *model = NULL, *tokenizer = NULL, *adapter = NULL, *out = NULL;
+    const rt_cli_opt opts[] = {{"--model", &model, NULL},
+                               {"--tokenizer", &tokenizer, NULL},
+                               {"--adapter", &adapter, NULL},
+                               {"--out", &out, NULL}};
+    const char *pos[1];
+    int n_pos;
+    rt_status s = rt_cli_parse(argc, argv, opts, 4, pos, 0, &n_pos);
+    if (s == RT_OK && (!model || !adapter || !out))
+        s = rt_errorf(RT_EINPUT, "usage: retort merge --model M [--tokenizer T] --adapter DIR --out DIR");
+    size_t ml = model ? strlen(model) : 0;
+    if (s == RT_OK && !tokenizer && is_file(model) &&
+        !(ml >= 12 && strcmp(model + ml - 12, ".safetensors") == 0))
+        s = rt_errorf(RT_EINPUT, "%s: a llama2.c checkpoint needs --tokenizer FILE", model);
+    if (s != RT_OK) return rt_cmd_fail(s);
+
+    rt_tokenizer *tok = NULL;
+    if (tokenizer && (s = rt_tokenizer_load(tokenizer, &tok))) return rt_cmd_fail(s);
+    s = rt_merge_write_hf(model, adapter, out);
+    if (s == RT_OK && tok) s = rt_tokenizer_save_hf(tok, out);
+    rt_tokenizer_free(tok);
+    if (s != RT_OK) return rt_cmd_fail(s);
+    fprintf(stderr, "merge: wrote %s (%s + %s)\n", out, model, adapter);
+    return 0;
+}

@@ -1,0 +1,73 @@
+#include "train/formats/fs.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+rt_status rt_read_file(const char *path, const char *what, char **data, size_t *len) {
+    *data = NULL;
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot open %s: %s", path, what, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        n += fread(b + n, 1, cap - n, f);
+        if (n < cap) break;
+        cap *= 2;
+        char *nb = realloc(b, cap + 1);
+        if (!nb) free(b);
+        b = nb;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (!b) return rt_errorf(RT_EINTERNAL, "%s: out of memory reading the %s", path, what);
+    if (err) {
+        free(b);
+        return rt_errorf(RT_EINPUT, "%s: read error", path);
+    }
+    b[n] = '\0';
+    *data = b;
+    if (len) *len = n;
+    return RT_OK;
+}
+
+rt_status rt_write_file_atomic(const char *path, const void *data, size_t len) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot write: %s", tmp, strerror(errno));
+    bool ok = fwrite(data, 1, len, f) == len;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return rt_errorf(RT_EINPUT, "%s: write failed: %s", path, strerror(errno));
+    }
+    return RT_OK;
+}
+
+rt_status rt_mkdir_p(const char *dir) {
+    if (!dir || !dir[0]) return rt_errorf(RT_EINPUT, "empty output directory name");
+    char *p = strdup(dir);
+    if (!p) return rt_errorf(RT_EINTERNAL, "%s: out of memory", dir);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0') continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            rt_status st = rt_errorf(RT_EINPUT, "%s: cannot create directory: %s", p, strerror(errno));
+            free(p);
+            return st;
+        }
+        *s = c;
+        if (!c) break;
+    }
+    free(p);
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return rt_errorf(RT_EINPUT, "%s: not a directory", dir);
+    return RT_OK;
+}

@@ -1,0 +1,293 @@
+/* retort — HF config.json for Llama-family models (see llama_config.h). */
+#include "train/formats/llama_config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "train/formats/fs.h"
+
+/* An integer-valued JSON number within int range. */
+static int cfg_as_int(const cJSON *j, int *out) {
+    if (!cJSON_IsNumber(j)) return 0;
+    double d = j->valuedouble;
+    if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != floor(d)) return 0;
+    *out = (int)d;
+    return 1;
+}
+
+static rt_status cfg_int(const char *path, const cJSON *root, const char *key, int required,
+                         int def, int *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j || (cJSON_IsNull(j) && !required)) {
+        if (required) return rt_errorf(RT_EINPUT, "%s: missing required key \"%s\"", path, key);
+        *out = def;
+        return RT_OK;
+    }
+    if (!cfg_as_int(j, out))
+        return rt_errorf(RT_EINPUT, "%s: key \"%s\" must be an integer", path, key);
+    return RT_OK;
+}
+
+static rt_status cfg_float(const char *path, const cJSON *root, const char *key, float def,
+                           float *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j || cJSON_IsNull(j)) { *out = def; return RT_OK; }
+    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0))
+        return rt_errorf(RT_EINPUT, "%s: key \"%s\" must be a positive number", path, key);
+    *out = (float)j->valuedouble;
+    return RT_OK;
+}
+
+static rt_status cfg_bool(const char *path, const cJSON *root, const char *key, bool def,
+                          bool *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j || cJSON_IsNull(j)) { *out = def; return RT_OK; }
+    if (!cJSON_IsBool(j)) return rt_errorf(RT_EINPUT, "%s: key \"%s\" must be true or false", path, key);
+    *out = cJSON_IsTrue(j);
+    return RT_OK;
+}
+
+/* bos/eos: an integer, null (-1) or a list of integers (the first). */
+static rt_status cfg_token(const char *path, const cJSON *root, const char *key, int def, int *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j) { *out = def; return RT_OK; }
+    if (cJSON_IsNull(j)) { *out = -1; return RT_OK; }
+    if (cJSON_IsArray(j)) j = cJSON_GetArrayItem(j, 0);
+    if (!cfg_as_int(j, out))
+        return rt_errorf(RT_EINPUT, "%s: key \"%s\" must be a token id or a list of them", path, key);
+    return RT_OK;
+}
+
+typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2 } cfg_arch;
+
+static rt_status cfg_arch_of(const char *path, const cJSON *root, cfg_arch *arch) {
+    static const struct { const char *type, *cls; cfg_arch a; } known[] = {
+        {"llama", "LlamaForCausalLM", ARCH_LLAMA},
+        {"mistral", "MistralForCausalLM", ARCH_MISTRAL},
+        {"qwen2", "Qwen2ForCausalLM", ARCH_QWEN2},
+    };
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    const cJSON *ar = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const char *name = NULL;
+    int by_type = 0;
+    if (cJSON_IsString(mt)) {
+        name = mt->valuestring;
+        by_type = 1;
+    } else if (cJSON_IsArray(ar) && cJSON_IsString(cJSON_GetArrayItem(ar, 0))) {
+        name = cJSON_GetArrayItem(ar, 0)->valuestring;
+    } else {
+        return rt_errorf(RT_EINPUT, "%s: missing required key \"model_type\" (or \"architectures\")", path);
+    }
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, by_type ? known[i].type : known[i].cls) == 0) {
+            *arch = known[i].a;
+            return RT_OK;
+        }
+    return rt_errorf(RT_EINPUT, "%s: unsupported %s \"%s\" (retort supports llama, mistral, qwen2)",
+                     path, by_type ? "model_type" : "architecture", name);
+}
+
+/* rope_scaling / rope_parameters may only describe plain RoPE. */
+static rt_status cfg_rope(const char *path, const cJSON *root, float *theta) {
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    const char *keys[2] = {"rope_scaling", "rope_parameters"};
+    const cJSON *objs[2] = {rs, rp};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *o = objs[k];
+        if (!o || cJSON_IsNull(o)) continue;
+        const cJSON *t = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, "rope_type") : NULL;
+        if (!t && cJSON_IsObject(o)) t = cJSON_GetObjectItemCaseSensitive(o, "type");
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "default") != 0)
+            return rt_errorf(RT_EINPUT, "%s: \"%s\" of type \"%s\" is not supported (retort "
+                             "implements plain RoPE only; %s must be null)", path, keys[k],
+                             cJSON_IsString(t) ? t->valuestring : "?", keys[k]);
+        const cJSON *th = cJSON_GetObjectItemCaseSensitive(o, "rope_theta");
+        if (th) RT_TRY(cfg_float(path, o, "rope_theta", *theta, theta));
+    }
+    return RT_OK;
+}
+
+rt_status rt_llama_config_check(const rt_llama_config *c, const char *what) {
+    const struct { const char *k; int v; } pos[] = {
+        {"hidden_size", c->hidden_size}, {"intermediate_size", c->intermediate_size},
+        {"num_hidden_layers", c->num_hidden_layers}, {"num_attention_heads", c->num_attention_heads},
+        {"num_key_value_heads", c->num_key_value_heads}, {"vocab_size", c->vocab_size},
+        {"max_position_embeddings", c->max_position_embeddings},
+    };
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+        if (pos[i].v <= 0)
+            return rt_errorf(RT_EINPUT, "%s: %s must be positive (got %d)", what, pos[i].k, pos[i].v);
+    if (c->hidden_size % c->num_attention_heads || (c->hidden_size / c->num_attention_heads) % 2)
+        return rt_errorf(RT_EINPUT, "%s: hidden_size %d is not num_attention_heads %d times an even "
+                         "head_dim", what, c->hidden_size, c->num_attention_heads);
+    if (c->num_attention_heads % c->num_key_value_heads)
+        return rt_errorf(RT_EINPUT, "%s: num_attention_heads %d is not a multiple of "
+                         "num_key_value_heads %d", what, c->num_attention_heads, c->num_key_value_heads);
+    if (!(c->rms_norm_eps > 0) || !(c->rope_theta > 0))
+        return rt_errorf(RT_EINPUT, "%s: rms_norm_eps and rope_theta must be positive", what);
+    return RT_OK;
+}
+
+static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config *c) {
+    if (!cJSON_IsObject(root)) return rt_errorf(RT_EINPUT, "%s: not a JSON object", path);
+    cfg_arch arch = ARCH_LLAMA;
+    RT_TRY(cfg_arch_of(path, root, &arch));
+    RT_TRY(cfg_int(path, root, "hidden_size", 1, 0, &c->hidden_size));
+    RT_TRY(cfg_int(path, root, "intermediate_size", 1, 0, &c->intermediate_size));
+    RT_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, &c->num_hidden_layers));
+    RT_TRY(cfg_int(path, root, "num_attention_heads", 1, 0, &c->num_attention_heads));
+    RT_TRY(cfg_int(path, root, "vocab_size", 1, 0, &c->vocab_size));
+    RT_TRY(cfg_int(path, root, "num_key_value_heads", 0, c->num_attention_heads,
+                   &c->num_key_value_heads));
+    int def_pos = arch == ARCH_LLAMA ? 2048 : arch == ARCH_MISTRAL ? 131072 : 32768;
+    RT_TRY(cfg_int(path, root, "max_position_embeddings", 0, def_pos, &c->max_position_embeddings));
+    RT_TRY(cfg_token(path, root, "bos_token_id", 1, &c->bos_token_id));
+    RT_TRY(cfg_token(path, root, "eos_token_id", 2, &c->eos_token_id));
+    RT_TRY(cfg_float(path, root, "rms_norm_eps", 1e-6f, &c->rms_norm_eps));
+    RT_TRY(cfg_float(path, root, "rope_theta", 10000.0f, &c->rope_theta));
+    RT_TRY(cfg_rope(path, root, &c->rope_theta));
+    RT_TRY(cfg_bool(path, root, "tie_word_embeddings", false, &c->tie_word_embeddings));
+    /* transformers' Qwen2Attention always builds q/k/v biases and ignores
+     * the key, so do the same. */
+    RT_TRY(cfg_bool(path, root, "attention_bias", false, &c->attention_bias));
+    if (arch == ARCH_QWEN2) c->attention_bias = true;
+
+    /* Sliding-window attention is not implemented: accept it only where the
+     * window covers every position (then it is plain causal attention). */
+    bool swa = arch == ARCH_MISTRAL;
+    if (arch == ARCH_QWEN2) RT_TRY(cfg_bool(path, root, "use_sliding_window", false, &swa));
+    if (swa) {
+        const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+        int w = 4096; /* transformers' default when the key is absent */
+        if (sw && !cJSON_IsNull(sw) && !cfg_as_int(sw, &w))
+            return rt_errorf(RT_EINPUT, "%s: key \"sliding_window\" must be an integer or null", path);
+        if (!(sw && cJSON_IsNull(sw)) && w < c->max_position_embeddings)
+            return rt_errorf(RT_EINPUT, "%s: sliding_window %d < max_position_embeddings %d: "
+                             "sliding-window attention is not supported", path, w,
+                             c->max_position_embeddings);
+    }
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+        return rt_errorf(RT_EINPUT, "%s: hidden_act \"%s\" is not supported (only silu)", path,
+                         cJSON_IsString(act) ? act->valuestring : "?");
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
+    int head_dim;
+    if (hd && !cJSON_IsNull(hd) && c->num_attention_heads > 0 &&
+        (!cfg_as_int(hd, &head_dim) || head_dim * c->num_attention_heads != c->hidden_size))
+        return rt_errorf(RT_EINPUT, "%s: head_dim must equal hidden_size / num_attention_heads (%d)",
+                         path, c->hidden_size / c->num_attention_heads);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!dt) dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s",
+             cJSON_IsString(dt) ? dt->valuestring : "float32");
+    return rt_llama_config_check(c, path);
+}
+
+rt_status rt_llama_config_load(const char *path, rt_llama_config *cfg) {
+    char *text = NULL;
+    size_t len = 0;
+    RT_TRY(rt_read_file(path, "config", &text, &len));
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) return rt_errorf(RT_EINPUT, "%s: invalid JSON", path);
+    rt_llama_config c;
+    memset(&c, 0, sizeof c);
+    rt_status s = cfg_parse(path, root, &c);
+    cJSON_Delete(root);
+    if (s == RT_OK) *cfg = c;
+    return s;
+}
+
+/* The shortest decimal that reads back as the same float, so 1e-5f is
+ * written "1e-05" rather than its double expansion 9.99999974737875e-06. */
+static cJSON *cfg_float_json(float v) {
+    char buf[32];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    return cJSON_CreateNumber(strtod(buf, NULL));
+}
+
+rt_status rt_llama_config_save(const rt_llama_config *c, const char *path) {
+    cJSON *root = cJSON_CreateObject();
+    const char *arch = "LlamaForCausalLM";
+    bool ok = root && cJSON_AddItemToObject(root, "architectures", cJSON_CreateStringArray(&arch, 1)) &&
+              cJSON_AddStringToObject(root, "model_type", "llama") &&
+              cJSON_AddStringToObject(root, "hidden_act", "silu");
+    const struct { const char *k; int v; } ints[] = {
+        {"hidden_size", c->hidden_size}, {"intermediate_size", c->intermediate_size},
+        {"num_hidden_layers", c->num_hidden_layers}, {"num_attention_heads", c->num_attention_heads},
+        {"num_key_value_heads", c->num_key_value_heads}, {"vocab_size", c->vocab_size},
+        {"max_position_embeddings", c->max_position_embeddings},
+    };
+    for (size_t i = 0; ok && i < sizeof ints / sizeof ints[0]; i++)
+        ok = cJSON_AddNumberToObject(root, ints[i].k, ints[i].v) != NULL;
+    ok = ok &&
+         (c->bos_token_id >= 0 ? cJSON_AddNumberToObject(root, "bos_token_id", c->bos_token_id)
+                               : cJSON_AddNullToObject(root, "bos_token_id")) &&
+         (c->eos_token_id >= 0 ? cJSON_AddNumberToObject(root, "eos_token_id", c->eos_token_id)
+                               : cJSON_AddNullToObject(root, "eos_token_id")) &&
+         cJSON_AddItemToObject(root, "rms_norm_eps", cfg_float_json(c->rms_norm_eps)) &&
+         cJSON_AddItemToObject(root, "rope_theta", cfg_float_json(c->rope_theta)) &&
+         cJSON_AddNullToObject(root, "rope_scaling") &&
+         cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tie_word_embeddings) &&
+         cJSON_AddBoolToObject(root, "attention_bias", c->attention_bias) &&
+         cJSON_AddStringToObject(root, "torch_dtype", c->torch_dtype[0] ? c->torch_dtype : "float32");
+    char *text = ok ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) return rt_errorf(RT_EINTERNAL, "%s: out of memory", path);
+
+    char *tmp = malloc(strlen(path) + 5);
+    rt_status s = RT_OK;
+    if (!tmp) { free(text); return rt_errorf(RT_EINTERNAL, "%s: out of memory", path); }
+    sprintf(tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        s = rt_errorf(RT_EINPUT, "%s: cannot create: %s", tmp, strerror(errno));
+    } else {
+        size_t n = strlen(text);
+        bool w = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
+        if (fclose(f) != 0) w = false;
+        if (!w || rename(tmp, path) != 0) {
+            s = rt_errorf(RT_EINPUT, "%s: cannot write: %s", path, strerror(errno));
+            unlink(tmp);
+        }
+    }
+    free(tmp);
+    free(text);
+    return s;
+}
+
+/* ---- projection names and shapes ---------------------------------------- */
+
+static const char *const proj_names[RT_PROJ_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                      "gate_proj", "up_proj", "down_proj"};
+static const char *const proj_paths[RT_PROJ_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+const char *rt_proj_name(rt_proj p) { return proj_names[p]; }
+const char *rt_proj_path(rt_proj p) { return proj_paths[p]; }
+
+int rt_proj_parse(const char *name) {
+    for (int p = 0; p < RT_PROJ_COUNT; p++)
+        if (!strcmp(name, proj_names[p])) return p;
+    return -1;
+}
+
+void rt_proj_shape(const rt_llama_config *c, rt_proj p, int64_t shape[2]) {
+    int64_t D = c->hidden_size, F = c->intermediate_size, Dh = D / c->num_attention_heads;
+    int64_t q = c->num_attention_heads * Dh, kv = c->num_key_value_heads * Dh;
+    const int64_t out[RT_PROJ_COUNT] = {q, kv, kv, D, F, F, D};
+    const int64_t in[RT_PROJ_COUNT] = {D, D, D, q, D, D, F};
+    shape[0] = out[p];
+    shape[1] = in[p];
+}

@@ -1,0 +1,168 @@
+#include "train/model/adapter.h"
+#include "train/formats/fs.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "train/formats/safetensors.h"
+
+rt_status rt_lora_targets_parse(const char *const *names, int n, unsigned *out) {
+    unsigned mask = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(names[i], "all-linear")) {
+            mask |= (1u << RT_PROJ_COUNT) - 1;
+            continue;
+        }
+        int p = rt_proj_parse(names[i]);
+        if (p < 0)
+            return rt_errorf(RT_EINPUT,
+                             "unknown LoRA target module '%s' (expected q_proj, k_proj, v_proj, "
+                             "o_proj, gate_proj, up_proj, down_proj or all-linear)",
+                             names[i]);
+        mask |= 1u << p;
+    }
+    *out = mask;
+    return RT_OK;
+}
+
+rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_model) {
+    RT_TRY(rt_mkdir_p(dir));
+    const rt_params *P = &m->params;
+    if (P->count == 0) return rt_errorf(RT_EINTERNAL, "the model has no LoRA adapters to save");
+
+    /* Tensors: copied to host (the parameters may live on a GPU). */
+    rt_st_tensor *ts = calloc((size_t)P->count, sizeof *ts);
+    float *host = malloc((size_t)P->numel_used * sizeof *host);
+    if (!ts || !host) {
+        free(ts);
+        free(host);
+        return rt_errorf(RT_EINTERNAL, "out of memory saving the adapter");
+    }
+    rt_kernels_for(P->device)->download(host, P->data, (size_t)P->numel_used * sizeof *host);
+    for (int i = 0; i < P->count; i++) {
+        const rt_tensor *t = P->tensors[i];
+        ts[i].name = t->name;
+        ts[i].dtype = RT_ST_F32;
+        ts[i].ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++) ts[i].shape[d] = t->shape[d];
+        ts[i].data = host + P->offsets[i];
+        ts[i].nbytes = (size_t)rt_numel(t) * sizeof(float);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    const char *meta[] = {"format", "pt", NULL};
+    rt_status s = rt_st_write(path, ts, (size_t)P->count, meta);
+    free(ts);
+    free(host);
+    RT_TRY(s);
+
+    cJSON *c = cJSON_CreateObject();
+    cJSON *mods = cJSON_CreateArray();
+    for (int p = 0; p < RT_PROJ_COUNT; p++)
+        if (m->opts.lora_targets & (1u << p)) cJSON_AddItemToArray(mods, cJSON_CreateString(rt_proj_name(p)));
+    cJSON_AddStringToObject(c, "peft_type", "LORA");
+    cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(c, "base_model_name_or_path", base_model ? base_model : "");
+    cJSON_AddNumberToObject(c, "r", m->opts.lora_r);
+    cJSON_AddNumberToObject(c, "lora_alpha", m->opts.lora_alpha);
+    cJSON_AddNumberToObject(c, "lora_dropout", m->opts.lora_dropout);
+    cJSON_AddItemToObject(c, "target_modules", mods);
+    cJSON_AddBoolToObject(c, "use_rslora", m->opts.use_rslora);
+    cJSON_AddStringToObject(c, "bias", "none");
+    cJSON_AddBoolToObject(c, "fan_in_fan_out", false);
+    cJSON_AddBoolToObject(c, "inference_mode", true);
+    cJSON_AddBoolToObject(c, "init_lora_weights", true);
+    cJSON_AddNullToObject(c, "modules_to_save");
+    char *text = cJSON_Print(c);
+    cJSON_Delete(c);
+    if (!text) return rt_errorf(RT_EINTERNAL, "out of memory");
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    s = rt_write_file_atomic(path, text, strlen(text));
+    free(text);
+    return s;
+}
+
+static rt_status parse_config(const char *path, int *r, float *alpha, bool *rslora, unsigned *targets) {
+    char *text;
+    RT_TRY(rt_read_file(path, "adapter config", &text, NULL));
+    cJSON *c = cJSON_Parse(text);
+    free(text);
+    if (!c) return rt_errorf(RT_EINPUT, "%s: not valid JSON", path);
+    rt_status s = RT_OK;
+    const cJSON *jr = cJSON_GetObjectItem(c, "r"), *ja = cJSON_GetObjectItem(c, "lora_alpha");
+    const cJSON *jt = cJSON_GetObjectItem(c, "target_modules"), *jp = cJSON_GetObjectItem(c, "peft_type");
+    const cJSON *js = cJSON_GetObjectItem(c, "use_rslora");
+    if (jp && (!cJSON_IsString(jp) || strcmp(jp->valuestring, "LORA")))
+        s = rt_errorf(RT_EINPUT, "%s: peft_type must be \"LORA\"", path);
+    else if (!cJSON_IsNumber(jr) || jr->valuedouble < 1)
+        s = rt_errorf(RT_EINPUT, "%s: missing or invalid \"r\"", path);
+    else if (!cJSON_IsNumber(ja))
+        s = rt_errorf(RT_EINPUT, "%s: missing or invalid \"lora_alpha\"", path);
+    else if (!cJSON_IsArray(jt) && !cJSON_IsString(jt))
+        s = rt_errorf(RT_EINPUT, "%s: missing \"target_modules\"", path);
+    if (s == RT_OK) {
+        *r = jr->valueint;
+        *alpha = (float)ja->valuedouble;
+        *rslora = cJSON_IsTrue(js);
+        const char *names[64];
+        int n = 0;
+        if (cJSON_IsString(jt)) names[n++] = jt->valuestring;
+        const cJSON *list = cJSON_IsArray(jt) ? jt : NULL, *e;
+        cJSON_ArrayForEach(e, list) {
+            if (n < 64 && cJSON_IsString(e)) names[n++] = e->valuestring;
+        }
+        s = rt_lora_targets_parse(names, n, targets);
+        if (s != RT_OK) s = rt_errorf(RT_EINPUT, "%s: %s", path, rt_error_message());
+    }
+    cJSON_Delete(c);
+    return s;
+}
+
+rt_status rt_adapter_apply(rt_llama *m, const char *dir) {
+    char path[4096];
+    int r = 0;
+    float alpha = 0;
+    bool rslora = false;
+    unsigned targets = 0;
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    RT_TRY(parse_config(path, &r, &alpha, &rslora, &targets));
+    RT_TRY(rt_llama_add_lora(m, r, alpha, 0.0f, rslora, targets, 0));
+
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    rt_safetensors *st;
+    RT_TRY(rt_st_open(path, &st));
+    rt_status s = RT_OK;
+    const rt_kernels *k = rt_kernels_for(m->params.device);
+    for (int i = 0; i < m->params.count && s == RT_OK; i++) {
+        rt_tensor *t = m->params.tensors[i];
+        const rt_st_tensor *x = rt_st_find(st, t->name);
+        if (!x) {
+            s = rt_errorf(RT_EINPUT, "%s: missing tensor %s", path, t->name);
+            break;
+        }
+        bool shape_ok = x->ndim == t->ndim;
+        for (int d = 0; shape_ok && d < t->ndim; d++) shape_ok = x->shape[d] == t->shape[d];
+        int dt = x->dtype == RT_ST_F32 ? RT_F32 : x->dtype == RT_ST_BF16 ? RT_BF16
+                 : x->dtype == RT_ST_F16 ? RT_F16 : -1;
+        if (!shape_ok || dt < 0) {
+            s = rt_errorf(RT_EINPUT, "%s: tensor %s has the wrong shape or dtype for this model",
+                          path, t->name);
+            break;
+        }
+        int64_t n = rt_numel(t);
+        float *tmp = malloc((size_t)n * sizeof *tmp);
+        if (!tmp) {
+            s = rt_errorf(RT_EINTERNAL, "out of memory");
+            break;
+        }
+        rt_kernels_cpu.convert(n, x->data, dt, tmp, RT_F32);
+        k->upload(t->data, tmp, (size_t)n * sizeof *tmp);
+        free(tmp);
+    }
+    rt_st_close(st);
+    return s;
+}
