@@ -188,7 +188,11 @@ static rt_status device_copy(rt_dist *d, void *dst, const void *src, size_t byte
 }
 
 #ifdef RETORT_HAVE_MPI
+/* RETORT_TEST_FAULT=allreduce_sum (tests only, see dist.h) skips the
+ * division, the classic data-parallel bug. */
 static void host_divide(float *x, int64_t n, int world) {
+    const char *fault = getenv("RETORT_TEST_FAULT");
+    if (fault && !strcmp(fault, "allreduce_sum")) return;
     const float w = (float)world;
     for (int64_t i = 0; i < n; i++) x[i] /= w;
 }

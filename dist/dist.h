@@ -90,7 +90,11 @@ void rt_dist_finalize(rt_dist *d);
 /* In place: buf[i] <- (sum over ranks of buf[i]) / world.
  *   buf: f32[n] in d->device memory. MPI: sum (MPI_SUM) then divide by
  *        world; NCCL: ncclAvg. n == 0 is a no-op.
- * Errors: RT_EINTERNAL for n < 0, a NULL buf with n > 0, or a failed call. */
+ * Errors: RT_EINTERNAL for n < 0, a NULL buf with n > 0, or a failed call.
+ * Fault injection for tests: with RETORT_TEST_FAULT=allreduce_sum in the
+ * environment the MPI paths here and in rt_dist_reduce_scatter_avg return
+ * the sum instead of the mean, so that a test can show its comparison
+ * catches a wrong reduction (tests/test_dist_finetune.c). */
 rt_status rt_dist_allreduce_avg(rt_dist *d, float *buf, int64_t n);
 
 /* In place: v[i] <- sum over ranks of v[i], double, host memory (gradient

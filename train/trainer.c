@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "dist/zero1.h"
+#include "kernels/kernels.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
@@ -181,6 +182,49 @@ static rt_status eval_and_log(const rt_train_job *job, rt_ctx *ctx, rt_metrics *
     return RT_OK;
 }
 
+/* ---- gradient accumulation in a fixed order ----
+ * Every micro-batch's gradient is computed into a zeroed P->grad on its own,
+ * and the step's gradient is the left-to-right sum g0 + g1 + ... of those
+ * rounded gradients. Backpropagating micro-batch m on top of the earlier ones
+ * (GEMMs with beta = 1, embedding scatter-adds) would fuse the addition into
+ * each kernel's own rounding instead, which depends on the BLAS kernel the
+ * CPU gets; then 1 process with accumulation 2 and 2 ranks (whose all-reduce
+ * adds the two separately rounded gradients, and a + b == b + a exactly)
+ * differed by 0.4% after AdamW on some CPUs. With this order they are
+ * bitwise equal (tests/test_dist_finetune.c). Costs one extra f32[numel]
+ * buffer, only when gradient_accumulation_steps > 1. */
+typedef struct {
+    float *sum; /* device memory: g0 + ... + g(m-1) while micro-batch m runs */
+    const rt_kernels *k;
+} grad_accum;
+
+static rt_status accum_init(grad_accum *a, const rt_params *P, int steps) {
+    a->k = rt_kernels_for(P->device);
+    a->sum = NULL;
+    if (steps <= 1) return RT_OK;
+    a->sum = a->k->malloc((size_t)P->numel * sizeof(float));
+    if (!a->sum)
+        return rt_errorf(RT_EINPUT, "out of %s memory for the gradient accumulation buffer (%lld floats)",
+                         rt_device_name(P->device), (long long)P->numel);
+    return RT_OK;
+}
+
+/* Before micro-batch m: keep the running sum aside and zero P->grad. */
+static void accum_begin(grad_accum *a, rt_params *P, int micro) {
+    if (micro > 0) a->k->copy(a->sum, P->grad, (size_t)P->numel * sizeof(float));
+    rt_params_zero_grad(P);
+}
+
+/* After micro-batch m: P->grad <- (g0 + ... + g(m-1)) + g(m). */
+static void accum_end(grad_accum *a, rt_params *P, int micro) {
+    if (micro > 0) a->k->add(P->numel, P->numel, a->sum, P->grad, P->grad);
+}
+
+static void accum_free(grad_accum *a) {
+    if (a->sum) a->k->free(a->sum);
+    a->sum = NULL;
+}
+
 static rt_status micro_step(const rt_train_job *job, rt_ctx *ctx, rt_batch *b, const rt_data_plan *plan,
                             int64_t step, int micro, float denom, double *loss_sum) {
     rt_ctx_reset(ctx);
@@ -207,18 +251,26 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
         RT_TRY(resume(job, o, ctx, &start));
         if (d->rank == 0) rt_metrics_note(mx, "resumed from step %lld", (long long)start);
     }
+    grad_accum acc = {0};
+    RT_TRY(accum_init(&acc, &job->model->params, r->gradient_accumulation_steps));
     rt_batch b = {0};
-    RT_TRY(rt_batch_alloc(&b, r->micro_batch_size, r->sequence_len));
-    rt_status s = start == 0 ? eval_and_log(job, ctx, mx, 0, res) : RT_OK;
+    rt_status s = rt_batch_alloc(&b, r->micro_batch_size, r->sequence_len);
+    if (s != RT_OK) {
+        accum_free(&acc);
+        return s;
+    }
+    s = start == 0 ? eval_and_log(job, ctx, mx, 0, res) : RT_OK;
     double t_run = now_s();
     int64_t tokens_run = 0;
     for (int64_t step = start; step < total && s == RT_OK; step++) {
         double t0 = now_s();
-        rt_params_zero_grad(&job->model->params);
         float denom = (float)rt_data_step_targets(job->train, &plan, step) / (float)d->world;
         double loss_sum = 0;
-        for (int micro = 0; micro < r->gradient_accumulation_steps && s == RT_OK; micro++)
+        for (int micro = 0; micro < r->gradient_accumulation_steps && s == RT_OK; micro++) {
+            accum_begin(&acc, &job->model->params, micro);
             s = micro_step(job, ctx, &b, &plan, step, micro, denom, &loss_sum);
+            if (s == RT_OK) accum_end(&acc, &job->model->params, micro);
+        }
         if (s != RT_OK) break;
         double loss = loss_sum / d->world;
         if ((s = rt_dist_allreduce_sum_f64(d, &loss, 1)) != RT_OK) break;
@@ -249,6 +301,7 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
     res->seconds = now_s() - t_run;
     res->tokens_per_s = res->seconds > 0 ? (double)tokens_run / res->seconds : 0;
     rt_batch_free(&b);
+    accum_free(&acc);
     return s;
 }
 

@@ -7,12 +7,18 @@
  * parallel regions, and on a 2-core machine the two pools steal each other's
  * time: stories260K eval ran 2.3x faster with OPENBLAS_NUM_THREADS=1. retort
  * prefers the OpenMP build, cmake/FindOpenBLAS.cmake.) Each call splits its C matrices into
- * row (or column) panels, one single-threaded sgemm per OpenMP thread; with
- * several independent C matrices the batch is split instead. A broadcast C
- * (strideC 0) accumulates over the batch, so that batch loop stays serial and
- * in order. Every element of C is computed by exactly one sgemm over the full
- * K, so the result does not depend on the thread count beyond OpenBLAS's own
- * blocking of a panel. */
+ * row (or column) panels, one single-threaded sgemm per panel.
+ *
+ * Reproducibility: OpenBLAS picks its kernel by the shape of each call (a
+ * small-matrix kernel below some M*N*K, edge tiles, K blocking), so the bits
+ * of an element of C depend on the panel it falls in. The panels are
+ * therefore a function of (M, N, K) alone, never of the thread count, and
+ * every sgemm runs on one thread (OpenBLAS's OpenMP build would otherwise
+ * split a call made outside a parallel region by omp_get_max_threads()).
+ * So 1 process with 2 threads and 2 MPI ranks with 1 thread each compute
+ * the same bits (tests/test_dist_finetune.c); before this, a 512x64x64
+ * product split into 2 panels on 2 threads differed from the unsplit one in
+ * 5% of its elements on a Zen 5 running OpenBLAS's Haswell kernels. */
 #include <cblas.h>
 #include <omp.h>
 #include <pthread.h>
@@ -47,8 +53,27 @@ static void sgemm1(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alph
                 C[r * ldc + c] = beta == 0.0f ? 0.0f : beta * C[r * ldc + c];
         return;
     }
+    /* Outside a parallel region the OpenMP OpenBLAS threads the call by
+     * omp_get_max_threads(); pin that to 1 for the call. */
+    const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > 1) omp_set_num_threads(1);
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (blasint)M, (blasint)N, (blasint)K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (nt > 1) omp_set_num_threads(nt);
+}
+
+/* Panels of the longer side of C for one product: at least GEMM_PANEL_MIN
+ * long (each sgemm packs the whole other operand, so shorter panels cost
+ * more packing than they gain), at most GEMM_MAX_PANELS of them, each with
+ * at least GEMM_OMP_MIN / 4 multiply-adds. A function of the shape only. */
+#define GEMM_PANEL_MIN 64
+#define GEMM_MAX_PANELS 64
+static int64_t panel_count(int64_t len, int64_t work) {
+    if (work < GEMM_OMP_MIN) return 1;
+    int64_t n = (len + GEMM_PANEL_MIN - 1) / GEMM_PANEL_MIN;
+    if (n > GEMM_MAX_PANELS) n = GEMM_MAX_PANELS;
+    if (n > work / (GEMM_OMP_MIN / 4)) n = work / (GEMM_OMP_MIN / 4);
+    return n < 1 ? 1 : n;
 }
 
 void rt_cpu_gemm(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -60,32 +85,27 @@ void rt_cpu_gemm(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t 
     blasint lda = (blasint)(ta ? M : K), ldb = (blasint)(tb ? K : N), ldc = (blasint)N;
     if (lda < 1) lda = 1;
     if (ldb < 1) ldb = 1;
-    const int nt = omp_get_max_threads();
     const int64_t work = M * N * (K > 1 ? K : 1);
-    const bool big = work >= GEMM_OMP_MIN;
 
-    /* Independent outputs: one whole product per thread. */
-    if (strideC != 0 && batch >= nt && nt > 1) {
-#pragma omp parallel for schedule(static) if (batch * work >= GEMM_OMP_MIN)
-        for (int64_t i = 0; i < batch; i++)
-            sgemm1(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
-                   C + i * strideC, ldc);
-        return;
-    }
-
-    /* Otherwise split each product into panels of the longer side of C:
-     * rows of op(A) (and C), or columns of op(B) (and C). */
+    /* Each product split into panels of the longer side of C: rows of op(A)
+     * (and C), or columns of op(B) (and C). */
     const bool by_rows = M >= N;
     const int64_t len = by_rows ? M : N;
-    int64_t panel = (len + nt - 1) / nt;
+    int64_t npanel = panel_count(len, work);
+    int64_t panel = (len + npanel - 1) / npanel;
     panel = (panel + GEMM_PANEL_ALIGN - 1) / GEMM_PANEL_ALIGN * GEMM_PANEL_ALIGN;
-    const int64_t npanel = big && nt > 1 ? (len + panel - 1) / panel : 1;
-    if (npanel == 1) panel = len;
-    for (int64_t i = 0; i < batch; i++) {
-        const float *Ai = A + i * strideA, *Bi = B + i * strideB;
-        float *Ci = C + i * strideC;
-#pragma omp parallel for schedule(static) if (npanel > 1)
-        for (int64_t p = 0; p < npanel; p++) {
+    npanel = (len + panel - 1) / panel;
+    /* Independent outputs run as one loop over (product, panel); a broadcast
+     * C (strideC 0) accumulates over the batch, so that loop stays serial
+     * and in order. */
+    const int64_t units = strideC != 0 ? batch * npanel : npanel;
+    const int64_t rounds = strideC != 0 ? 1 : batch;
+    for (int64_t i0 = 0; i0 < rounds; i0++) {
+#pragma omp parallel for schedule(static) if (units > 1 && batch * work >= GEMM_OMP_MIN)
+        for (int64_t u = 0; u < units; u++) {
+            const int64_t i = strideC != 0 ? u / npanel : i0, p = u % npanel;
+            const float *Ai = A + i * strideA, *Bi = B + i * strideB;
+            float *Ci = C + i * strideC;
             const int64_t s0 = p * panel, n = s0 + panel < len ? panel : len - s0;
             if (by_rows) /* op(A) rows s0.. are stored rows (or, transposed, columns) */
                 sgemm1(ta, tb, n, N, K, alpha, Ai + (ta ? s0 : s0 * lda), lda, Bi, ldb, beta,
