@@ -98,6 +98,7 @@ static rt_status load_teacher(const rt_recipe *r, rt_device dev, rt_distill *s) 
                        .nf4_blocksize = r->bnb_4bit_blocksize,
                        .double_quant = r->bnb_4bit_use_double_quant};
     RT_TRY(rt_llama_load(r->teacher_model, &o, &s->teacher));
+    RT_TRY(rt_finetune_check_context(r, s->teacher, r->teacher_model));
     if (s->teacher->cfg.vocab_size < rt_tokenizer_vocab_size(s->tok))
         return rt_errorf(RT_EINPUT, "%s: tokenizer has %d tokens but the teacher only %d", tpath,
                          rt_tokenizer_vocab_size(s->tok), s->teacher->cfg.vocab_size);

@@ -15,8 +15,20 @@ rt_status rt_finetune_load_recipe(int argc, char **argv, rt_recipe *r) {
         }
     }
     rt_status s = rt_recipe_validate(r);
-    if (s != RT_OK) rt_recipe_free(r);
+    if (s != RT_OK) {
+        rt_recipe_free(r);
+        /* The message names the key; the file is where to look for it. */
+        return rt_errorf(s, "%s: %s", argv[1], rt_error_message());
+    }
     return s;
+}
+
+rt_status rt_finetune_check_context(const rt_recipe *r, const rt_llama *m, const char *model_path) {
+    if (r->sequence_len > m->cfg.max_position_embeddings)
+        return rt_errorf(RT_EINPUT, "sequence_len: %d is longer than the context of %s "
+                         "(max_position_embeddings %d; retort has no RoPE scaling)",
+                         r->sequence_len, model_path, m->cfg.max_position_embeddings);
+    return RT_OK;
 }
 
 rt_status rt_finetune_device(const rt_recipe *r, rt_device *dev) {
@@ -46,6 +58,7 @@ rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev,
         return rt_errorf(RT_EINPUT, "%s: adapter: none (full fine-tuning of a pretrained model) is not "
                          "supported yet; use adapter: lora or qlora", r->base_model);
     RT_TRY(rt_llama_load(r->base_model, &o, m));
+    RT_TRY(rt_finetune_check_context(r, *m, r->base_model));
     (*m)->gradient_checkpointing = r->gradient_checkpointing;
     if ((*m)->cfg.vocab_size < rt_tokenizer_vocab_size(*tok))
         return rt_errorf(RT_EINPUT, "%s: tokenizer has %d tokens but the model only %d", tpath,

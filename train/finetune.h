@@ -10,6 +10,10 @@
 /* argv[1] is the recipe path, argv[2..] key=value overrides; validated. On
  * error r is freed. */
 rt_status rt_finetune_load_recipe(int argc, char **argv, rt_recipe *r);
+/* RT_EINPUT when the recipe's sequence_len exceeds the model's
+ * max_position_embeddings (positions past it were never trained, and a huge
+ * sequence_len would size every activation by it). */
+rt_status rt_finetune_check_context(const rt_recipe *r, const rt_llama *m, const char *model_path);
 /* The recipe's device (auto: cuda when the build and the machine have it). */
 rt_status rt_finetune_device(const rt_recipe *r, rt_device *dev);
 /* Tokenizer and base model (NF4 when load_in_4bit) with the recipe's LoRA

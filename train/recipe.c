@@ -2,6 +2,7 @@
  * dotted-path overrides, cross-key validation and a YAML writer.
  * Key names and meanings follow axolotl's config reference; see recipe.h. */
 #include "train/recipe.h"
+#include "train/formats/fs.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -613,23 +614,64 @@ static rt_status yaml_problem(const src_ctx *c, const yaml_parser_t *p) {
 
 /* ------------------------------------------------------------ load, set -- */
 
+/* Bounded work for a hostile recipe: the text is read under a size cap, and
+ * its nesting is measured with libyaml's event parser before the document
+ * is built (the loader and the scanner cost time quadratic in the depth:
+ * 100 KB of '[' took 41 s), stopping at the first event past the cap. */
+static rt_status check_depth(const char *path, const char *text, size_t len) {
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) return rt_errorf(RT_EINTERNAL, "%s: cannot initialize the YAML parser", path);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    rt_status st = RT_OK;
+    for (int depth = 0; st == RT_OK;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) break; /* the loader reports syntax errors */
+        yaml_event_type_t t = ev.type;
+        unsigned long line = (unsigned long)ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) depth++;
+        if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) depth--;
+        if (depth > RT_RECIPE_MAX_DEPTH)
+            st = rt_errorf(RT_EINPUT, "%s:%lu: nested deeper than %d levels (a recipe needs 3)", path, line,
+                           RT_RECIPE_MAX_DEPTH);
+        if (t == YAML_STREAM_END_EVENT) break;
+    }
+    yaml_parser_delete(&p);
+    return st;
+}
+
+/* A recipe is one YAML document: keys after a '---' would be ignored. */
+static rt_status check_one_document(const char *path, yaml_parser_t *parser) {
+    yaml_document_t next;
+    if (!yaml_parser_load(parser, &next)) return RT_OK; /* the first document was fine */
+    yaml_node_t *root = yaml_document_get_root_node(&next);
+    unsigned long line = root ? (unsigned long)root->start_mark.line + 1 : 0;
+    yaml_document_delete(&next);
+    if (!root) return RT_OK;
+    return rt_errorf(RT_EINPUT, "%s:%lu: a second YAML document (after '---'); a recipe is one document",
+                     path, line);
+}
+
 rt_status rt_recipe_load(const char *path, rt_recipe *r) {
     RT_TRY(rt_recipe_init(r));
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    char *text = NULL;
+    size_t len = 0;
+    rt_status st = rt_read_file_max(path, "recipe", RT_CONFIG_FILE_MAX, &text, &len);
+    if (st == RT_OK) st = check_depth(path, text, len);
+    if (st != RT_OK) {
+        free(text);
         rt_recipe_free(r);
-        return rt_errorf(RT_EINPUT, "%s: cannot open recipe: %s", path, strerror(errno));
+        return st;
     }
     yaml_parser_t parser;
     yaml_document_t doc;
     src_ctx c = {path, NULL, &doc};
-    rt_status st = RT_OK;
     if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
+        free(text);
         rt_recipe_free(r);
         return rt_errorf(RT_EINTERNAL, "%s: cannot initialize the YAML parser", path);
     }
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
         st = yaml_problem(&c, &parser);
     } else {
@@ -641,9 +683,10 @@ rt_status rt_recipe_load(const char *path, rt_recipe *r) {
         else
             st = apply_map(&c, main_keys, r, root, "", r->set_);
         yaml_document_delete(&doc);
+        if (st == RT_OK) st = check_one_document(path, &parser);
     }
     yaml_parser_delete(&parser);
-    fclose(f);
+    free(text);
     if (st != RT_OK) rt_recipe_free(r);
     return st;
 }
@@ -770,7 +813,21 @@ static rt_status validate_student(rt_recipe_student *s) {
     return RT_OK;
 }
 
+/* Values the key table's closed ranges let through but training cannot use:
+ * AdamW needs beta < 1 (its bias correction divides by 1 - beta^t), and a
+ * dropout of 1 zeroes the adapter's input (torch's Dropout(p=1)). */
+static rt_status validate_open_ranges(const rt_recipe *r) {
+    if (r->adam_beta1 >= 1)
+        return rt_errorf(RT_EINPUT, "adam_beta1: must be < 1 (AdamW divides by 1 - beta1^t), got %g", r->adam_beta1);
+    if (r->adam_beta2 >= 1)
+        return rt_errorf(RT_EINPUT, "adam_beta2: must be < 1 (AdamW divides by 1 - beta2^t), got %g", r->adam_beta2);
+    if (r->lora_dropout >= 1)
+        return rt_errorf(RT_EINPUT, "lora_dropout: must be < 1 (1 drops every input), got %g", r->lora_dropout);
+    return RT_OK;
+}
+
 rt_status rt_recipe_validate(rt_recipe *r) {
+    RT_TRY(validate_open_ranges(r));
     bool distill = *r->teacher_model != '\0';
     bool has_student = r->student_config.hidden_size || r->student_config.num_hidden_layers;
     if (!*r->base_model && !distill)

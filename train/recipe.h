@@ -179,7 +179,11 @@ rt_status rt_recipe_init(rt_recipe *r);
  * key (with the closest valid key by Levenshtein distance), duplicate key,
  * wrong type, out of range, value not among the allowed ones (all listed).
  * Does not run rt_recipe_validate. On error r is freed and zeroed (calling
- * rt_recipe_free on it again is harmless); on success the caller frees. */
+ * rt_recipe_free on it again is harmless); on success the caller frees.
+ * Caps on hostile input: the file is at most RT_CONFIG_FILE_MAX (16 MiB,
+ * train/formats/fs.h), nested at most RT_RECIPE_MAX_DEPTH levels, and one
+ * YAML document (keys after a '---' separator are an error). */
+#define RT_RECIPE_MAX_DEPTH 32
 rt_status rt_recipe_load(const char *path, rt_recipe *r);
 
 /* Applies one command-line override "key=value". key is a dotted path for

@@ -2,21 +2,45 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 rt_status rt_read_file(const char *path, const char *what, char **data, size_t *len) {
+    return rt_read_file_max(path, what, SIZE_MAX, data, len);
+}
+
+rt_status rt_read_file_max(const char *path, const char *what, size_t max, char **data, size_t *len) {
     *data = NULL;
     if (len) *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return rt_errorf(RT_EINPUT, "%s: cannot open %s: %s", path, what, strerror(errno));
+    struct stat sb;
+    if (max != SIZE_MAX && fstat(fileno(f), &sb) == 0) {
+        /* A capped file is a file: a device (/dev/zero, /dev/urandom) never
+         * ends, and a regular file's size is known before reading it. */
+        bool device = S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) || S_ISDIR(sb.st_mode);
+        bool big = S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > (uint64_t)max;
+        if (device || big) {
+            fclose(f);
+            return device ? rt_errorf(RT_EINPUT, "%s: the %s is not a regular file", path, what)
+                          : rt_errorf(RT_EINPUT, "%s: %s larger than %zu MiB, the most retort reads for one",
+                                      path, what, max >> 20);
+        }
+    }
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap + 1);
     while (b) {
         n += fread(b + n, 1, cap - n, f);
         if (n < cap) break;
+        if (n > max) { /* also ends an endless device such as /dev/zero */
+            fclose(f);
+            free(b);
+            return rt_errorf(RT_EINPUT, "%s: %s larger than %zu MiB, the most retort reads for one", path,
+                             what, max >> 20);
+        }
         cap *= 2;
         char *nb = realloc(b, cap + 1);
         if (!nb) free(b);
@@ -28,6 +52,11 @@ rt_status rt_read_file(const char *path, const char *what, char **data, size_t *
     if (err) {
         free(b);
         return rt_errorf(RT_EINPUT, "%s: read error", path);
+    }
+    if (n > max) {
+        free(b);
+        return rt_errorf(RT_EINPUT, "%s: %s larger than %zu MiB, the most retort reads for one", path, what,
+                         max >> 20);
     }
     b[n] = '\0';
     *data = b;

@@ -12,6 +12,17 @@
  * RT_EINPUT when it cannot be opened or read. */
 rt_status rt_read_file(const char *path, const char *what, char **data, size_t *len);
 
+/* Like rt_read_file, but refuses (RT_EINPUT, naming the file and the cap) a
+ * file of more than `max` bytes (a regular file by its size before reading,
+ * a pipe after reading at most about 2 x max) and a device or directory, so
+ * a hostile path (/dev/zero, a huge file given as a config) costs bounded
+ * time and memory. The caps each reader uses are in its header. */
+rt_status rt_read_file_max(const char *path, const char *what, size_t max, char **data, size_t *len);
+
+/* Caps for files that are small by nature (JSON configs, tokenizers). */
+#define RT_CONFIG_FILE_MAX ((size_t)16 << 20)     /* config.json, adapter_config.json */
+#define RT_TOKENIZER_FILE_MAX ((size_t)128 << 20) /* tokenizer.json/.bin, encoder.json, vocab.bpe */
+
 /* Writes `len` bytes to path through path.tmp and a rename, so a reader
  * never sees a half-written file. */
 rt_status rt_write_file_atomic(const char *path, const void *data, size_t len);

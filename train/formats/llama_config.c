@@ -193,7 +193,7 @@ static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config 
 rt_status rt_llama_config_load(const char *path, rt_llama_config *cfg) {
     char *text = NULL;
     size_t len = 0;
-    RT_TRY(rt_read_file(path, "config", &text, &len));
+    RT_TRY(rt_read_file_max(path, "config", RT_CONFIG_FILE_MAX, &text, &len));
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     if (!root) return rt_errorf(RT_EINPUT, "%s: invalid JSON", path);

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -88,7 +89,7 @@ rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_m
 
 static rt_status parse_config(const char *path, int *r, float *alpha, bool *rslora, unsigned *targets) {
     char *text;
-    RT_TRY(rt_read_file(path, "adapter config", &text, NULL));
+    RT_TRY(rt_read_file_max(path, "adapter config", RT_CONFIG_FILE_MAX, &text, NULL));
     cJSON *c = cJSON_Parse(text);
     free(text);
     if (!c) return rt_errorf(RT_EINPUT, "%s: not valid JSON", path);
@@ -98,10 +99,12 @@ static rt_status parse_config(const char *path, int *r, float *alpha, bool *rslo
     const cJSON *js = cJSON_GetObjectItem(c, "use_rslora");
     if (jp && (!cJSON_IsString(jp) || strcmp(jp->valuestring, "LORA")))
         s = rt_errorf(RT_EINPUT, "%s: peft_type must be \"LORA\"", path);
-    else if (!cJSON_IsNumber(jr) || jr->valuedouble < 1)
-        s = rt_errorf(RT_EINPUT, "%s: missing or invalid \"r\"", path);
-    else if (!cJSON_IsNumber(ja))
-        s = rt_errorf(RT_EINPUT, "%s: missing or invalid \"lora_alpha\"", path);
+    else if (!cJSON_IsNumber(jr) || !(jr->valuedouble >= 1 && jr->valuedouble <= RT_LORA_MAX_R) ||
+             jr->valuedouble != (double)(int)jr->valuedouble)
+        s = rt_errorf(RT_EINPUT, "%s: missing or invalid \"r\" (an integer 1..%d)", path, RT_LORA_MAX_R);
+    else if (!cJSON_IsNumber(ja) || !isfinite(ja->valuedouble) || !(ja->valuedouble > 0) ||
+             !isfinite((float)ja->valuedouble))
+        s = rt_errorf(RT_EINPUT, "%s: missing or invalid \"lora_alpha\" (a finite number > 0)", path);
     else if (!cJSON_IsArray(jt) && !cJSON_IsString(jt))
         s = rt_errorf(RT_EINPUT, "%s: missing \"target_modules\"", path);
     if (s == RT_OK) {
@@ -130,7 +133,8 @@ rt_status rt_adapter_apply(rt_llama *m, const char *dir) {
     unsigned targets = 0;
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     RT_TRY(parse_config(path, &r, &alpha, &rslora, &targets));
-    RT_TRY(rt_llama_add_lora(m, r, alpha, 0.0f, rslora, targets, 0));
+    if (rt_llama_add_lora(m, r, alpha, 0.0f, rslora, targets, 0) != RT_OK)
+        return rt_errorf(RT_EINPUT, "%s: %s", path, rt_error_message());
 
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     rt_safetensors *st;
@@ -160,6 +164,11 @@ rt_status rt_adapter_apply(rt_llama *m, const char *dir) {
             break;
         }
         rt_kernels_cpu.convert(n, x->data, dt, tmp, RT_F32);
+        if (!rt_kernels_cpu.all_finite(n, tmp)) {
+            free(tmp);
+            s = rt_errorf(RT_EINPUT, "%s: tensor %s holds non-finite values (NaN or Inf)", path, t->name);
+            break;
+        }
         k->upload(t->data, tmp, (size_t)n * sizeof *tmp);
         free(tmp);
     }

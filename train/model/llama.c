@@ -15,6 +15,21 @@ rt_status rt_llama_add_lora(rt_llama *m, int r, float alpha, float dropout, bool
                             unsigned targets, uint64_t seed) {
     if (m->params.count > 0) return rt_errorf(RT_EINTERNAL, "the model already has adapters");
     if (r < 1) return rt_errorf(RT_EINPUT, "lora_r must be >= 1, got %d", r);
+    if (!(isfinite(alpha) && alpha > 0))
+        return rt_errorf(RT_EINPUT, "lora_alpha must be finite and > 0, got %g", (double)alpha);
+    /* A rank above both sides of every layer adds nothing and could only
+     * make the allocator the one to refuse it. */
+    int64_t widest = 0;
+    for (int li = 0; li < m->cfg.num_hidden_layers; li++)
+        for (int p = 0; p < RT_PROJ_COUNT; p++)
+            if ((targets & (1u << p)) && m->layers[li].proj[p].weight) {
+                const rt_tensor *W = m->layers[li].proj[p].weight;
+                widest = W->shape[0] > widest ? W->shape[0] : widest;
+                widest = W->shape[1] > widest ? W->shape[1] : widest;
+            }
+    if (r > widest)
+        return rt_errorf(RT_EINPUT, "lora_r %d is larger than every targeted layer (the widest side is %lld)",
+                         r, (long long)widest);
     rt_params_free(&m->params);
     rt_params_init(&m->params, m->opts.device);
     m->opts.lora_r = r;

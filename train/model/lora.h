@@ -16,6 +16,12 @@
 
 #include "autograd/ops.h"
 
+/* The largest rank retort accepts from a recipe or an adapter_config.json
+ * (a file's "r" is checked against this before anything is allocated, and
+ * against the model by rt_llama_add_lora: at most the longer side of the
+ * largest targeted layer). */
+#define RT_LORA_MAX_R 65536
+
 typedef struct rt_lora_linear {
     rt_tensor *weight;   /* [out, in], frozen; f32 or RT_NF4 */
     rt_tensor *bias;     /* [out] frozen, or NULL */

@@ -33,7 +33,7 @@ static rt_status parse_json(const char *path, const char *data, size_t len, cJSO
 static rt_status load_json_file(const char *path, cJSON **out, char **text) {
     char *data;
     size_t len;
-    RT_TRY(rt_read_file(path, "tokenizer file", &data, &len));
+    RT_TRY(rt_read_file_max(path, "tokenizer file", RT_TOKENIZER_FILE_MAX, &data, &len));
     rt_status st = parse_json(path, data, len, out);
     if (text && st == RT_OK) *text = data;
     else free(data);
@@ -63,7 +63,7 @@ static rt_status pairs_from_scores(rt_tokenizer *t) {
 static rt_status load_bin(rt_tokenizer *t, const char *path) {
     char *d;
     size_t n;
-    RT_TRY(rt_read_file(path, "tokenizer file", &d, &n));
+    RT_TRY(rt_read_file_max(path, "tokenizer file", RT_TOKENIZER_FILE_MAX, &d, &n));
     rt_status st = RT_OK;
     int count = 0;
     size_t off = 4;
@@ -116,10 +116,16 @@ static rt_status load_gpt2(rt_tokenizer *t, const char *enc_path, const char *bp
     rt_status st = RT_OK;
     int n = 0;
     if (!cJSON_IsObject(j)) st = rt_errorf(RT_EINPUT, "%s: expected a JSON object {piece: id}", enc_path);
+    /* Ids are dense (every id below the largest has a piece), so none may
+     * reach the number of entries: the tables are sized by the file. */
+    const int entries = st == RT_OK ? cJSON_GetArraySize(j) : 0;
     for (cJSON *c = j->child; st == RT_OK && c; c = c->next) {
         if (!cJSON_IsNumber(c) || c->valuedouble < 0 || c->valuedouble > 1e8 ||
             c->valuedouble != (double)(int)c->valuedouble)
             st = rt_errorf(RT_EINPUT, "%s: piece \"%s\" has a non-integer id", enc_path, c->string);
+        else if (c->valueint >= entries)
+            st = rt_errorf(RT_EINPUT, "%s: piece \"%s\" has id %d, but the file holds %d pieces "
+                           "(ids must be 0..%d)", enc_path, c->string, c->valueint, entries, entries - 1);
         else if (c->valueint + 1 > n)
             n = c->valueint + 1;
     }
@@ -134,7 +140,7 @@ static rt_status load_gpt2(rt_tokenizer *t, const char *enc_path, const char *bp
 
     char *d;
     size_t len;
-    RT_TRY(rt_read_file(bpe_path, "tokenizer file", &d, &len));
+    RT_TRY(rt_read_file_max(bpe_path, "tokenizer file", RT_TOKENIZER_FILE_MAX, &d, &len));
     rt_tok_buf cat = {0};
     int rank = 0, line = 0;
     for (char *p = d; st == RT_OK && p < d + len;) {
@@ -350,15 +356,26 @@ static rt_status hf_model(rt_tokenizer *t, const char *path, const cJSON *root) 
                          path);
     int n = 0;
     const cJSON *c;
+    /* Every id names a distinct token of the file, so ids below the number
+     * of vocab plus added entries suffice; a larger one would size the
+     * tables by a number the file does not back. */
+    const int entries = cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added);
     for (c = vocab->child; c; c = c->next) {
-        if (!cJSON_IsNumber(c) || c->valuedouble < 0 || c->valuedouble > 1e8)
+        if (!cJSON_IsNumber(c) || c->valuedouble < 0 || c->valuedouble > 1e8 ||
+            c->valuedouble != (double)(int)c->valuedouble)
             return rt_errorf(RT_EINPUT, "%s: vocab entry \"%s\" has a bad id", path, c->string);
+        if (c->valueint >= entries)
+            return rt_errorf(RT_EINPUT, "%s: vocab entry \"%s\" has id %d, but the file holds %d "
+                             "tokens", path, c->string, c->valueint, entries);
         if (c->valueint + 1 > n) n = c->valueint + 1;
     }
     cJSON_ArrayForEach(c, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || !jstr(c, "content"))
             return rt_errorf(RT_EINPUT, "%s: added_tokens entry without a valid id/content", path);
+        if (id->valueint >= entries)
+            return rt_errorf(RT_EINPUT, "%s: added token \"%s\" has id %d, but the file holds %d "
+                             "tokens", path, jstr(c, "content"), id->valueint, entries);
         if (id->valueint + 1 > n) n = id->valueint + 1;
     }
     RT_TRY(rt_tok_alloc_vocab(t, n));
