@@ -190,7 +190,8 @@ rt_tensor *rt_tensor_new(rt_device dev, rt_dtype dt, int ndim, const int64_t *sh
     size_t n = rt_nbytes(t);
     t->data = k->malloc(n ? n : 1);
     if (!t->data) {
-        rt_errorf(RT_EINTERNAL, "out of %s memory allocating %zu bytes", k->name, n);
+        /* A device allocator has already said how much is free and what helps. */
+        if (dev == RT_CPU) rt_errorf(RT_EINTERNAL, "out of %s memory allocating %zu bytes", k->name, n);
         free(t);
         return NULL;
     }
