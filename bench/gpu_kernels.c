@@ -22,6 +22,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/nf4.h"
+#include "tests/compare.h"
 
 static const rt_kernels *C, *G;
 static int failures;
@@ -50,13 +51,7 @@ static void *down(const void *d, size_t bytes) {
 /* Compares n floats of device buffer d against host reference ref. */
 static void cmp(const char *what, const float *d, const float *ref, int64_t n, double tol) {
     float *g = down(d, (size_t)n * sizeof *g);
-    double scale = 1, err = 0;
-    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)g[i] - ref[i]);
-        if (!(e <= err)) err = e; /* NaN counts */
-    }
-    err /= scale;
+    double err = rt_max_abs_rel(g, ref, n); /* NaN-aware: tests/compare.h */
     int ok = err <= tol;
     failures += !ok;
     printf("%-58s %9.2e %s\n", what, err, ok ? "ok" : "FAIL");

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "tests/op_cases.h"
+#include "tests/compare.h"
 #include "tests/testutil.h"
 
 #ifdef RETORT_HAVE_CUDA
@@ -148,24 +149,17 @@ static double grad_check(rt_ctx *ctx, const rt_op_case *c, rt_tensor **tin, cons
             x[j] = x0;
             if (!ok) return -1;
             double fd = (Lp - Lm) / ((double)xp - (double)xm);
-            double d = fabs(fd - (double)res->grad[i][j]);
+            double d = rt_abs_err(fd, (double)res->grad[i][j]);
             if (fabs(fd) > max_fd) max_fd = fabs(fd);
-            if (d > max_diff) max_diff = d;
+            max_diff = rt_worse(max_diff, d);
         }
-        double rel = max_diff / fmax(1e-3, max_fd);
-        if (rel > worst) worst = rel;
+        worst = rt_worse(worst, max_diff / fmax(1e-3, max_fd));
     }
     return worst;
 }
 
 static double max_abs_rel(const float *a, const float *b, int64_t n) {
-    double m = 0, scale = 1;
-    for (int64_t j = 0; j < n; j++) scale = fmax(scale, fabs((double)b[j]));
-    for (int64_t j = 0; j < n; j++) {
-        double d = fabs((double)a[j] - (double)b[j]);
-        if (!(d <= m)) m = d; /* NaN propagates */
-    }
-    return m / scale;
+    return rt_max_abs_rel(a, b, n); /* NaN-aware: tests/compare.h */
 }
 
 typedef struct {
@@ -253,7 +247,7 @@ static void run_gpu(case_run *runs, int n) {
                 double fwd = max_abs_rel(g.out, r->cpu.out, g.n_out), gerr = 0;
                 for (int i = 0; i < c->n_in; i++)
                     if (c->diff[i])
-                        gerr = fmax(gerr, max_abs_rel(g.grad[i], r->cpu.grad[i],
+                        gerr = rt_worse(gerr, max_abs_rel(g.grad[i], r->cpu.grad[i],
                                                       shape_numel(c->ndim[i], c->shape[i])));
                 CHECK(fwd <= GPU_FWD_TOL, "gpu %s: %s: forward differs from CPU by %.3g",
                       rt_op_name(c->op), c->name, fwd);
@@ -326,9 +320,9 @@ static void check_checkpoint_vs_plain(void) {
         rt_params_free(&ps);
         rt_ctx_free(ctx);
     }
-    double e = fmax(fmax(max_abs_rel(out[1], out[0], R * D), max_abs_rel(gx[1], gx[0], R * D)),
-                    fmax(fmax(max_abs_rel(gw[1], gw[0], D), max_abs_rel(gW[1], gW[0], D * D)),
-                         max_abs_rel(gb[1], gb[0], D)));
+    double e = rt_worse(rt_worse(max_abs_rel(out[1], out[0], R * D), max_abs_rel(gx[1], gx[0], R * D)),
+                        rt_worse(rt_worse(max_abs_rel(gw[1], gw[0], D), max_abs_rel(gW[1], gW[0], D * D)),
+                                 max_abs_rel(gb[1], gb[0], D)));
     CHECK(e <= 1e-6, "checkpointed vs plain blocks differ by %.3g", e);
     CHECK(counter_after[0] == counter_after[1] && counter_after[0] == 7 + 2 * R * D,
           "dropout stream position after the blocks: plain %llu, checkpointed %llu",
