@@ -22,9 +22,7 @@
 #include "tests/compare.h"
 #include "tests/testutil.h"
 
-#ifdef RETORT_HAVE_CUDA
-#include <cuda_runtime.h>
-#endif
+#include "kernels/backend.h"
 
 #define DEFAULT_FWD_TOL 1e-4f
 #define DEFAULT_GRAD_TOL 1e-2f
@@ -219,10 +217,12 @@ static void run_cpu(case_run *r) {
 
 #ifdef RETORT_HAVE_CUDA
 static void run_gpu(case_run *runs, int n) {
-    int devices = 0;
-    cudaError_t e = cudaGetDeviceCount(&devices);
-    if (e != cudaSuccess || devices == 0) {
-        SKIP("GPU-vs-CPU comparison: %s", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device");
+    if (!rt_kernels_for(RT_CUDA)) {
+        SKIP("GPU-vs-CPU comparison: %s", rt_cuda_module_error());
+        return;
+    }
+    if (rt_device_count(RT_CUDA) == 0) {
+        SKIP("GPU-vs-CPU comparison: no CUDA device visible to this process");
         return;
     }
     bool skipped[RT_OP_COUNT] = {0};
