@@ -110,9 +110,8 @@ rt_status rt_dist_use_device(rt_dist *d, rt_device dev) {
     }
     if (dev != RT_CUDA)
         return rt_errorf(RT_EINTERNAL, "dist: unknown device %d", (int)dev);
-#ifndef RETORT_HAVE_CUDA
-    return rt_errorf(RT_EINPUT, "dist: device cuda requested, but this build has no CUDA");
-#else
+    if (!rt_kernels_for(RT_CUDA))
+        return rt_errorf(RT_EINPUT, "dist: device cuda requested: %s", rt_cuda_module_error());
     if (d->world > 1) {
 #ifdef RETORT_HAVE_NCCL
         const rt_nccl_api *nccl = rt_cuda_nccl();
@@ -127,7 +126,6 @@ rt_status rt_dist_use_device(rt_dist *d, rt_device dev) {
     }
     d->device = RT_CUDA;
     return RT_OK;
-#endif
 }
 
 void rt_dist_finalize(rt_dist *d) {
