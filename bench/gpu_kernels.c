@@ -219,8 +219,8 @@ static void check_rest(void) {
     for (int i = 0; i < 300; i++) ids[i] = (i * 13) % 40;
     int32_t *gids = dup_dev(ids, sizeof ids);
     float *dW = hrand(40 * D, -1, 1), *gdW = dup_dev(dW, 40 * D * 4);
-    C->embedding_bwd(300, D, ids, dy, dW);
-    G->embedding_bwd(300, D, gids, gdy, gdW);
+    C->embedding_bwd(300, D, 40, ids, dy, dW);
+    G->embedding_bwd(300, D, 40, gids, gdy, gdW);
     cmp("embedding_bwd 300 ids (repeats) into 40 rows", gdW, dW, 40 * D, 1e-5);
 
     /* permute [5,6,7,8] by (2,0,3,1) */

@@ -71,9 +71,15 @@ typedef struct rt_kernels {
                  const float *A, int64_t strideA, const float *B, int64_t strideB, float beta,
                  float *C, int64_t strideC);
 
-    /* ---- embedding: out[i,:] = W[ids[i],:]; backward dW[ids[i],:] += dout[i,:] ---- */
-    void (*embedding)(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out);
-    void (*embedding_bwd)(int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dW);
+    /* ---- embedding over a table W[V, dim]: out[i,:] = W[ids[i],:]; backward
+     *   dW[ids[i],:] += dout[i,:]. An id outside [0, V) never reads or writes
+     *   outside W: its output row is NaN and its gradient dropped (the CPU
+     *   op rejects such ids before the kernel; the CUDA kernel records the
+     *   first one as a device fault, kernels/fault.h). ---- */
+    void (*embedding)(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *W,
+                      float *out);
+    void (*embedding_bwd)(int64_t n, int64_t dim, int64_t V, const int32_t *ids,
+                          const float *dout, float *dW);
 
     /* ---- RMSNorm over the last dim: y = x * rstd * w, rstd = 1/sqrt(mean(x^2)+eps)
      *      (Zhang & Sennrich 2019; HF LlamaRMSNorm). rstd[rows] saved for backward. ---- */
