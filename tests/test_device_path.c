@@ -16,10 +16,10 @@
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "tests/cli_util.h"
-#include "train/adapter.h"
-#include "train/data.h"
+#include "train/model/adapter.h"
+#include "train/data/data.h"
 #include "train/finetune.h"
-#include "train/lora.h"
+#include "train/model/lora.h"
 #include "train/trainer.h"
 
 static rt_kernels fake;
