@@ -186,6 +186,10 @@ typedef struct rt_kernels {
     void (*adamw)(int64_t n, const struct rt_adamw_scalars *s, float clip_coef, float *p,
                   float *g, float *m, float *v);
 
+    /* ---- waits for every kernel launched so far (timing, fault checks);
+     *   a failure is a device fault. NULL on the CPU (synchronous). ---- */
+    void (*synchronize)(void);
+
     /* ---- reductions for the optimizer and logging ---- */
     double (*sumsq)(int64_t n, const float *x);        /* sum x^2 in f64 */
     bool (*all_finite)(int64_t n, const float *x);

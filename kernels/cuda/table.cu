@@ -45,6 +45,7 @@ static void *cuda_malloc(size_t bytes) {
     return p;
 }
 static void cuda_free(void *p) { RT_CUDA_CHECK(cudaFree(p)); }
+static void cuda_synchronize(void) { RT_CUDA_CHECK(cudaDeviceSynchronize()); }
 static void cuda_zero(void *p, size_t bytes) { RT_CUDA_CHECK(cudaMemset(p, 0, bytes)); }
 static void cuda_copy(void *dst, const void *src, size_t bytes) {
     RT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
@@ -87,6 +88,7 @@ static rt_kernels make_table(void) {
     k.malloc = cuda_malloc;
     k.free = cuda_free;
     k.zero = cuda_zero;
+    k.synchronize = cuda_synchronize;
     k.copy = cuda_copy;
     k.upload = cuda_upload;
     k.download = cuda_download;
