@@ -62,6 +62,7 @@ done
 cp "$SHARED/models/stories260K/stories260K.bin" "$SHARED/models/stories260K/tok512.bin" "$OUT/data/"
 cp recipes/stories260k-qlora-mobydick.yaml "$OUT/data/"
 head -c $((200 * 1024)) "$SHARED/data/moby-dick.txt" | sed '$d' > "$OUT/data/moby-200k.txt"
+head -c $((40 * 1024)) "$SHARED/data/moby-dick.txt" | sed '$d' > "$OUT/data/moby-40k.txt"
 [ -f "$SHARED/tokenizers/llama2/tokenizer.bin" ] && cp "$SHARED/tokenizers/llama2/tokenizer.bin" "$OUT/data/" || true
 
 # Check: every needed library resolves inside the bundle or to an allowed
@@ -83,6 +84,25 @@ done
 for f in $bins libretort_cuda.so; do
   readelf -d "$OUT/$f" | grep -q 'RPATH.*\$ORIGIN' || { echo "device-bundle: $f lacks RPATH \$ORIGIN" >&2; exit 1; }
 done
+# The CPU references the GPU run is compared with, computed here (a few
+# minutes on 2 cores; REF=0 skips): the eval NLL of the 40 KiB slice and the
+# loss curve of bench/gpu.sh's 20 QLoRA steps ("step loss" lines). Any
+# x86-64 CPU agrees with them far inside gpu.sh's 1e-3 tolerance.
+if [ "${REF:-1}" != 0 ]; then
+  D=$OUT/data
+  "$OUT/retort" eval --device cpu --model "$D/stories260K.bin" --tokenizer "$D/tok512.bin" \
+    --data "$D/moby-40k.txt" --seq-len 256 | grep -o 'nll=[0-9.]*' | cut -d= -f2 > "$D/ref-eval-nll.txt"
+  ref_out=$(mktemp -d)
+  "$OUT/retort" finetune "$D/stories260k-qlora-mobydick.yaml" --device cpu base_model="$D/stories260K.bin" \
+    tokenizer="$D/tok512.bin" datasets.0.path="$D/moby-200k.txt" max_steps=20 eval_steps=0 save_steps=0 \
+    logging_steps=1 val_set_size=0.02 output_dir="$ref_out" > "$ref_out/log" 2>&1 \
+    || { cat "$ref_out/log" >&2; exit 1; }
+  awk '/"loss"/ && !/val_loss/ { match($0, /"step":[0-9]+/); s = substr($0, RSTART + 7, RLENGTH - 7)
+       match($0, /"loss":[-0-9.eE+naif]+/); print s, substr($0, RSTART + 7, RLENGTH - 7) }' \
+    "$ref_out/metrics.jsonl" > "$D/ref-loss.txt"
+  rm -rf "$ref_out"
+  echo "device-bundle: CPU references: eval nll $(cat "$D/ref-eval-nll.txt"), $(wc -l < "$D/ref-loss.txt") loss steps"
+fi
 glibc=$(for f in "$OUT"/*; do objdump -T "$f" 2>/dev/null; done | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
 echo "device-bundle: $OUT: $(du -sh "$OUT" | cut -f1), needs $glibc or newer; files:"
 ls -la "$OUT" "$OUT/data" | sed 's/^/  /'
