@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/fault.h"
+
 rt_ctx *rt_ctx_new(rt_device dev, size_t arena_chunk_bytes) {
     const rt_kernels *k = rt_kernels_for(dev);
     if (!k) {
@@ -48,7 +50,18 @@ rt_tensor *rt_ctx_fail(rt_ctx *ctx, rt_status st, const char *fmt, ...) {
     return NULL;
 }
 
+rt_status rt_ctx_check(rt_ctx *ctx) {
+    if (ctx->status == RT_OK && rt_fault_status() != RT_OK) {
+        rt_errorf(RT_EINTERNAL, "%s", rt_fault_message());
+        ctx->status = RT_EINTERNAL;
+    }
+    return ctx->status;
+}
+
 rt_tensor *rt_new(rt_ctx *ctx, rt_dtype dt, int ndim, const int64_t *shape) {
+    /* Every op allocates its output here first: a device fault stops the
+     * graph at the next op instead of computing on garbage. */
+    if (rt_ctx_check(ctx) != RT_OK) return NULL;
     rt_tensor *t = rt_arena_tensor(ctx->arena, dt, ndim, shape);
     if (!t) return rt_ctx_fail(ctx, RT_EINTERNAL, "%s", rt_error_message());
     return t;
@@ -113,12 +126,13 @@ rt_tensor *rt_grad(rt_ctx *ctx, rt_tensor *t) {
 static rt_status run_backward(rt_ctx *ctx, rt_node *stop) {
     for (rt_node *n = ctx->tape; n && n != stop; n = n->prev) {
         if (n->out->grad) n->backward(ctx, n);
-        if (ctx->status != RT_OK) return ctx->status;
+        if (rt_ctx_check(ctx) != RT_OK) return ctx->status;
     }
-    return ctx->status;
+    return rt_ctx_check(ctx);
 }
 
 rt_status rt_backward_from(rt_ctx *ctx, rt_tensor *out, const float *dout) {
+    if (rt_ctx_check(ctx) != RT_OK) return ctx->status;
     if (!out) return ctx->status ? ctx->status : rt_errorf(RT_EINTERNAL, "backward of NULL");
     if (!out->requires_grad) return rt_errorf(RT_EINTERNAL, "backward: output needs no gradient");
     rt_tensor *g = rt_grad(ctx, out);
@@ -128,6 +142,7 @@ rt_status rt_backward_from(rt_ctx *ctx, rt_tensor *out, const float *dout) {
 }
 
 rt_status rt_backward(rt_ctx *ctx, rt_tensor *loss) {
+    if (rt_ctx_check(ctx) != RT_OK) return ctx->status;
     if (!loss) return ctx->status ? ctx->status : rt_errorf(RT_EINTERNAL, "backward of NULL");
     if (rt_numel(loss) != 1) return rt_errorf(RT_EINTERNAL, "backward: loss is not a scalar");
     rt_tensor *g = rt_grad(ctx, loss);

@@ -65,6 +65,12 @@ rt_tensor *rt_ctx_fail(rt_ctx *ctx, rt_status st, const char *fmt, ...)
 #endif
     ;
 
+/* Folds the process's device fault (kernels/fault.h: the first failed CUDA,
+ * cuBLAS, cuDNN or NCCL call) into ctx->status and the error message, once;
+ * returns ctx->status. rt_new (so every op), rt_backward and rt_to_host call
+ * it, and so does the trainer after every optimizer step. */
+rt_status rt_ctx_check(rt_ctx *ctx);
+
 /* ---- helpers for op implementations ---- */
 
 /* A new activation tensor in the arena (f32 unless dt says otherwise).

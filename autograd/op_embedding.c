@@ -3,7 +3,9 @@
 
 static void embedding_backward(rt_ctx *ctx, rt_node *n) {
     rt_tensor *w = n->in[0], *ids = n->saved[0], *dw = rt_grad(ctx, w);
-    if (dw) ctx->k->embedding_bwd(rt_numel(ids), w->shape[1], ids->data, n->out->grad->data, dw->data);
+    if (dw)
+        ctx->k->embedding_bwd(rt_numel(ids), w->shape[1], w->shape[0], ids->data,
+                              n->out->grad->data, dw->data);
 }
 
 rt_tensor *rt_embedding(rt_ctx *ctx, rt_tensor *weight, rt_tensor *ids) {
@@ -19,8 +21,8 @@ rt_tensor *rt_embedding(rt_ctx *ctx, rt_tensor *weight, rt_tensor *ids) {
         return rt_ctx_fail(ctx, RT_EINTERNAL, "embedding: no %s kernel", ctx->k->name);
     int64_t V = weight->shape[0], D = weight->shape[1], n = rt_numel(ids);
     /* A bad id would read (and in backward write) outside the table. Device
-     * ids cannot be checked here without a copy; their kernel must not
-     * trust them either. */
+     * ids cannot be checked here without a copy: their kernel checks them
+     * against V and records the first bad one as a device fault. */
     if (ids->device == RT_CPU) {
         const int32_t *id = ids->data;
         for (int64_t i = 0; i < n; i++)
@@ -34,7 +36,7 @@ rt_tensor *rt_embedding(rt_ctx *ctx, rt_tensor *weight, rt_tensor *ids) {
     shape[ids->ndim] = D;
     rt_tensor *y = rt_new(ctx, RT_F32, ids->ndim + 1, shape);
     if (!y) return NULL;
-    ctx->k->embedding(n, D, ids->data, weight->data, y->data);
+    ctx->k->embedding(n, D, V, ids->data, weight->data, y->data);
     rt_node *nd = rt_record(ctx, "embedding", embedding_backward, y, 1, (rt_tensor *[]){weight});
     if (nd) nd->saved[0] = ids;
     return y;

@@ -2,6 +2,8 @@
  * the op names. */
 #include "autograd/ops.h"
 
+#include <math.h>
+
 static const char *const op_names[RT_OP_COUNT] = {
 #define RT_OP_NAME(id, name) [RT_OP_##id] = name,
     RT_OPS(RT_OP_NAME)
@@ -120,8 +122,14 @@ rt_tensor *rt_from_f32(rt_ctx *ctx, const float *host, int ndim, const int64_t *
     return from_host(ctx, RT_F32, host, ndim, shape);
 }
 
-void rt_to_host(rt_ctx *ctx, const rt_tensor *t, float *host) {
-    if (!t || !host) return;
+rt_status rt_to_host(rt_ctx *ctx, const rt_tensor *t, float *host) {
+    if (!t || !host) return rt_ctx_check(ctx) ? ctx->status : rt_errorf(RT_EINTERNAL, "rt_to_host: NULL tensor");
     const rt_kernels *k = t->device == ctx->device ? ctx->k : rt_kernels_for(t->device);
     if (k) k->download(host, t->data, rt_nbytes(t));
+    if (rt_ctx_check(ctx) != RT_OK) {
+        /* The copy (or a kernel before it) failed: never hand out stale bytes. */
+        for (int64_t i = 0; t->dtype == RT_F32 && i < rt_numel(t); i++) host[i] = NAN;
+        return ctx->status;
+    }
+    return RT_OK;
 }

@@ -191,8 +191,10 @@ rt_tensor *rt_slice(rt_ctx *ctx, rt_tensor *x, int64_t start, int64_t len);
  * f32 tensor from host floats, on the ctx device; no grad. */
 rt_tensor *rt_from_i32(rt_ctx *ctx, const int32_t *host, int ndim, const int64_t *shape);
 rt_tensor *rt_from_f32(rt_ctx *ctx, const float *host, int ndim, const int64_t *shape);
-/* Copies numel(t) f32 values to host memory. */
-void rt_to_host(rt_ctx *ctx, const rt_tensor *t, float *host);
+/* Copies numel(t) f32 values to host memory. Returns ctx's status after the
+ * copy (rt_ctx_check): on a device fault the host values are NaN and the
+ * fault's message is set. */
+rt_status rt_to_host(rt_ctx *ctx, const rt_tensor *t, float *host);
 
 #ifdef __cplusplus
 }

@@ -111,16 +111,29 @@ static void *pool_alloc(arena_pool *p, size_t bytes) {
         p->chunks[p->cur].used = 0;
     }
     if (p->n_chunks == ARENA_MAX_CHUNKS) {
-        rt_errorf(RT_EINTERNAL, "arena: more than %d chunks (raise the chunk size)", ARENA_MAX_CHUNKS);
+        rt_errorf(RT_EINTERNAL, "arena: more than %d chunks (%zu bytes held)", ARENA_MAX_CHUNKS,
+                  p->reserved);
         return NULL;
     }
+    /* Chunks grow with what is held (a quarter of it, at least chunk_bytes),
+     * so the chunk table never caps the arena (64 chunks of 64 MiB were a
+     * 4 GiB ceiling) and over-reservation stays under a quarter. */
     size_t size = bytes > p->chunk_bytes ? bytes : p->chunk_bytes;
+    if (p->reserved / 4 > size) size = (p->reserved / 4 + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     char *base = p->k->malloc(size);
+    if (!base && size > bytes && size > p->chunk_bytes) {
+        size = bytes > p->chunk_bytes ? bytes : p->chunk_bytes; /* the growth was too greedy */
+        base = p->k->malloc(size);
+    }
     if (!base) {
-        rt_errorf(RT_EINTERNAL,
-                  "out of %s memory: the activation arena asked for %zu more bytes (%zu held); "
-                  "lower micro_batch_size or sequence_len, or set gradient_checkpointing: true",
-                  p->k->name, size, p->reserved);
+        if (p->k == &rt_kernels_cpu)
+            rt_errorf(RT_EINTERNAL,
+                      "out of %s memory: the activation arena asked for %zu more bytes (%zu held); "
+                      "lower micro_batch_size or sequence_len, or set gradient_checkpointing: true",
+                      p->k->name, size, p->reserved);
+        else /* the device allocator's message has the figures and the knobs */
+            rt_errorf(RT_EINTERNAL, "activation arena (%zu bytes already held): %s", p->reserved,
+                      rt_error_message());
         return NULL;
     }
     p->reserved += size;
@@ -190,7 +203,8 @@ rt_tensor *rt_tensor_new(rt_device dev, rt_dtype dt, int ndim, const int64_t *sh
     size_t n = rt_nbytes(t);
     t->data = k->malloc(n ? n : 1);
     if (!t->data) {
-        rt_errorf(RT_EINTERNAL, "out of %s memory allocating %zu bytes", k->name, n);
+        /* A device allocator has already said how much is free and what helps. */
+        if (dev == RT_CPU) rt_errorf(RT_EINTERNAL, "out of %s memory allocating %zu bytes", k->name, n);
         free(t);
         return NULL;
     }

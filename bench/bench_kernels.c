@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "kernels/cpu/cpu.h"
+#include "tests/compare.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -309,10 +310,7 @@ static void ref_attention(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t 
 
 /* max |a - ref| / max(1, max |ref|) */
 static double max_err(int64_t n, const float *a, const double *ref) {
-    double e = 0.0, scale = 1.0;
-    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-    for (int64_t i = 0; i < n; i++) e = fmax(e, fabs((double)a[i] - ref[i]));
-    return e / scale;
+    return rt_max_abs_rel_f64(a, ref, n); /* NaN-aware: tests/compare.h */
 }
 
 static void check_attention(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh, bool segs) {

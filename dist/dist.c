@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/backend.h"
 #include "kernels/kernels.h"
 
 #ifdef RETORT_HAVE_MPI
@@ -109,12 +110,13 @@ rt_status rt_dist_use_device(rt_dist *d, rt_device dev) {
     }
     if (dev != RT_CUDA)
         return rt_errorf(RT_EINTERNAL, "dist: unknown device %d", (int)dev);
-#ifndef RETORT_HAVE_CUDA
-    return rt_errorf(RT_EINPUT, "dist: device cuda requested, but this build has no CUDA");
-#else
+    if (!rt_kernels_for(RT_CUDA))
+        return rt_errorf(RT_EINPUT, "dist: device cuda requested: %s", rt_cuda_module_error());
     if (d->world > 1) {
 #ifdef RETORT_HAVE_NCCL
-        RT_TRY(rt_dist_nccl_init(d));
+        const rt_nccl_api *nccl = rt_cuda_nccl();
+        if (!nccl) return RT_EINPUT;
+        RT_TRY(nccl->init(d));
 #else
         return rt_errorf(RT_EINPUT,
                          "dist: GPU data parallelism over %d ranks needs NCCL, but this "
@@ -124,13 +126,15 @@ rt_status rt_dist_use_device(rt_dist *d, rt_device dev) {
     }
     d->device = RT_CUDA;
     return RT_OK;
-#endif
 }
 
 void rt_dist_finalize(rt_dist *d) {
     if (!d) return;
 #ifdef RETORT_HAVE_NCCL
-    if (d->nccl) rt_dist_nccl_free(d);
+    if (d->nccl) {
+        const rt_nccl_api *nccl = rt_cuda_nccl();
+        if (nccl) nccl->free(d);
+    }
 #endif
 #ifdef RETORT_HAVE_MPI
     if (d->mpi_owned) {
@@ -212,7 +216,7 @@ rt_status rt_dist_allreduce_avg(rt_dist *d, float *buf, int64_t n) {
     RT_TRY(check_buf("allreduce_avg", buf, n));
     if (d->world == 1 || n == 0) return RT_OK;
 #ifdef RETORT_HAVE_NCCL
-    if (d->device == RT_CUDA) return rt_dist_nccl_allreduce_avg(d, buf, n);
+    if (d->device == RT_CUDA) return rt_cuda_nccl()->allreduce_avg(d, buf, n);
 #endif
 #ifdef RETORT_HAVE_MPI
     for (int64_t off = 0; off < n; off += RT_DIST_CHUNK) {
@@ -244,7 +248,7 @@ rt_status rt_dist_reduce_scatter_avg(rt_dist *d, const float *buf, float *out, i
     if (n == 0) return RT_OK;
     if (d->world == 1) return device_copy(d, out, buf, (size_t)n * sizeof(float));
 #ifdef RETORT_HAVE_NCCL
-    if (d->device == RT_CUDA) return rt_dist_nccl_reduce_scatter_avg(d, buf, out, shard);
+    if (d->device == RT_CUDA) return rt_cuda_nccl()->reduce_scatter_avg(d, buf, out, shard);
 #endif
 #ifdef RETORT_HAVE_MPI
     RT_TRY(check_int_count("reduce_scatter_avg", shard));
@@ -272,7 +276,7 @@ rt_status rt_dist_allgather(rt_dist *d, const float *shard, float *full, int64_t
     if (n == 0) return RT_OK;
     if (d->world == 1) return device_copy(d, full, shard, (size_t)n * sizeof(float));
 #ifdef RETORT_HAVE_NCCL
-    if (d->device == RT_CUDA) return rt_dist_nccl_allgather(d, shard, full, sn);
+    if (d->device == RT_CUDA) return rt_cuda_nccl()->allgather(d, shard, full, sn);
 #endif
 #ifdef RETORT_HAVE_MPI
     RT_TRY(check_int_count("allgather", sn));
@@ -323,7 +327,7 @@ rt_status rt_dist_broadcast_f32(rt_dist *d, float *buf, int64_t n, int root) {
                          d->world);
 #ifdef RETORT_HAVE_NCCL
     if (d->device == RT_CUDA && d->world > 1 && n > 0)
-        return rt_dist_nccl_broadcast(d, buf, n, root);
+        return rt_cuda_nccl()->broadcast(d, buf, n, root);
 #endif
     return rt_dist_broadcast(d, buf, (size_t)n * sizeof(float), root);
 }

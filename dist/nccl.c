@@ -16,21 +16,24 @@
 #include <stdlib.h>
 
 #include "dist/dist.h"
+#include "kernels/fault.h"
 
+/* A failed NCCL or CUDA call is also the process's device fault
+ * (kernels/fault.h): the first is kept and every later op reports it. */
 #define RT_NCCL_CHECK(call)                                                    \
     do {                                                                       \
         ncclResult_t rt_nccl_rc_ = (call);                                     \
         if (rt_nccl_rc_ != ncclSuccess)                                        \
-            return rt_errorf(RT_EINTERNAL, "dist: %s failed: %s", #call,       \
-                             ncclGetErrorString(rt_nccl_rc_));                 \
+            return rt_fault_record("NCCL", #call, __FILE__, __LINE__,          \
+                                   ncclGetErrorString(rt_nccl_rc_));           \
     } while (0)
 
 #define RT_CUDA_TRY(call)                                                      \
     do {                                                                       \
         cudaError_t rt_cuda_rc_ = (call);                                      \
         if (rt_cuda_rc_ != cudaSuccess)                                        \
-            return rt_errorf(RT_EINTERNAL, "dist: %s failed: %s", #call,       \
-                             cudaGetErrorString(rt_cuda_rc_));                 \
+            return rt_fault_record("CUDA", #call, __FILE__, __LINE__,          \
+                                   cudaGetErrorString(rt_cuda_rc_));           \
     } while (0)
 
 #define RT_MPI_CHECK(call)                                                     \

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/fault.h"
+#include "kernels/kernels.h"
 #include "optim/clip.h"
 
 int64_t rt_zero1_pad_multiple(const rt_dist *d) {
@@ -22,11 +24,10 @@ static rt_status state_init(rt_zero1 *z, const rt_dist *d, int64_t n, rt_device 
     const char *who = stage ? "zero1" : "dp";
     if (!z || !d) return rt_errorf(RT_EINTERNAL, "%s: NULL state or rt_dist", who);
     memset(z, 0, sizeof *z);
-    if (dev == RT_CUDA)
-        return rt_errorf(RT_EINPUT,
-                         "%s: the data-parallel optimizer step runs on the CPU only for now; "
-                         "GPU parameter buffers are not supported yet",
-                         who);
+    const rt_kernels *k = rt_kernels_for(dev);
+    if (!k) return rt_errorf(RT_EINPUT, "%s: this build has no %s backend", who, rt_device_name(dev));
+    if (dev != RT_CPU && !k->adamw)
+        return rt_errorf(RT_EINTERNAL, "%s: no AdamW kernel on %s", who, rt_device_name(dev));
     if (dev != d->device)
         return rt_errorf(RT_EINTERNAL, "%s: buffers on %s but the collectives use %s", who,
                          rt_device_name(dev), rt_device_name(d->device));
@@ -41,8 +42,19 @@ static rt_status state_init(rt_zero1 *z, const rt_dist *d, int64_t n, rt_device 
     z->device = dev;
     z->shard_n = stage ? n / d->world : n;
     z->shard_begin = stage ? (int64_t)d->rank * z->shard_n : 0;
-    z->m = calloc((size_t)z->shard_n, sizeof(float));
-    z->v = calloc((size_t)z->shard_n, sizeof(float));
+    if (dev == RT_CPU) {
+        z->m = calloc((size_t)z->shard_n, sizeof(float));
+        z->v = calloc((size_t)z->shard_n, sizeof(float));
+    } else {
+        const size_t bytes = (size_t)z->shard_n * sizeof(float);
+        z->m = k->malloc(bytes);
+        z->v = z->m ? k->malloc(bytes) : NULL;
+        if (z->m && z->v) {
+            k->zero(z->m, bytes);
+            k->zero(z->v, bytes);
+            RT_TRY(rt_fault_status());
+        }
+    }
     if (!z->m || !z->v) {
         rt_zero1_free(z);
         return rt_errorf(RT_EINTERNAL, "%s: out of memory for 2 x %lld moment elements", who,
@@ -61,8 +73,14 @@ rt_status rt_dp_init(rt_zero1 *z, const rt_dist *d, int64_t n, rt_device dev) {
 
 void rt_zero1_free(rt_zero1 *z) {
     if (!z) return;
-    free(z->m);
-    free(z->v);
+    const rt_kernels *k = z->device == RT_CPU ? NULL : rt_kernels_for(z->device);
+    if (k) {
+        if (z->m) k->free(z->m);
+        if (z->v) k->free(z->v);
+    } else {
+        free(z->m);
+        free(z->v);
+    }
     memset(z, 0, sizeof *z);
 }
 
@@ -91,8 +109,26 @@ static rt_status check_step(const rt_zero1 *z, int stage, const float *params,
 static rt_status update_range(rt_zero1 *z, float *p, float *g, float lr,
                               const rt_adamw_config *cfg, int64_t t, float max_grad_norm,
                               double norm) {
-    rt_clip_scale(g, z->shard_n, rt_clip_coef(norm, max_grad_norm));
-    return rt_adamw_update(p, g, z->m, z->v, z->shard_n, lr, cfg, t);
+    if (z->device == RT_CPU) {
+        rt_clip_scale(g, z->shard_n, rt_clip_coef(norm, max_grad_norm));
+        return rt_adamw_update(p, g, z->m, z->v, z->shard_n, lr, cfg, t);
+    }
+    /* On the device: one fused clip + AdamW launch over the shard. */
+    const rt_adamw_scalars s = rt_adamw_scalars_at(cfg, lr, t);
+    rt_kernels_for(z->device)->adamw(z->shard_n, &s, rt_clip_coef(norm, max_grad_norm), p, g,
+                                     z->m, z->v);
+    return rt_fault_status();
+}
+
+/* Sum of squares of a buffer where it lives: a device reduction on a GPU
+ * (only the f64 total crosses to the host). */
+static rt_status sumsq_on(const rt_zero1 *z, const float *g, int64_t n, double *out) {
+    if (z->device == RT_CPU) {
+        *out = rt_sumsq(g, n);
+        return RT_OK;
+    }
+    *out = rt_kernels_for(z->device)->sumsq(n, g);
+    return rt_fault_status();
 }
 
 rt_status rt_zero1_step(rt_zero1 *z, rt_dist *d, float *params, float *grads, float lr,
@@ -101,7 +137,8 @@ rt_status rt_zero1_step(rt_zero1 *z, rt_dist *d, float *params, float *grads, fl
     RT_TRY(check_step(z, 1, params, grads, lr, cfg, t, norm));
     float *g = grads + z->shard_begin, *p = params + z->shard_begin;
     RT_TRY(rt_dist_reduce_scatter_avg(d, grads, g, z->n));
-    double sumsq = rt_sumsq(g, z->shard_n);
+    double sumsq;
+    RT_TRY(sumsq_on(z, g, z->shard_n, &sumsq));
     RT_TRY(rt_dist_allreduce_sum_f64(d, &sumsq, 1));
     const double total = sqrt(sumsq);
     *norm = (float)total;
@@ -114,7 +151,9 @@ rt_status rt_dp_step(rt_zero1 *z, rt_dist *d, float *params, float *grads, float
                      const rt_adamw_config *cfg, int64_t t, float max_grad_norm, float *norm) {
     RT_TRY(check_step(z, 0, params, grads, lr, cfg, t, norm));
     RT_TRY(rt_dist_allreduce_avg(d, grads, z->n));
-    const double total = sqrt(rt_sumsq(grads, z->n));
+    double sumsq;
+    RT_TRY(sumsq_on(z, grads, z->n, &sumsq));
+    const double total = sqrt(sumsq);
     *norm = (float)total;
     if (!isfinite(total)) return RT_OK;
     return update_range(z, params, grads, lr, cfg, t, max_grad_norm, total);
@@ -123,9 +162,27 @@ rt_status rt_dp_step(rt_zero1 *z, rt_dist *d, float *params, float *grads, float
 rt_status rt_zero1_gather_state(const rt_zero1 *z, rt_dist *d, float *m_full, float *v_full) {
     if (!z || !z->m || !z->v || !m_full || !v_full)
         return rt_errorf(RT_EINTERNAL, "zero1: gather_state: NULL state or buffer");
+    const size_t bytes = (size_t)z->n * sizeof(float);
+    if (z->device != RT_CPU) {
+        /* Gather on the device (the collectives take device buffers), then
+         * one download per moment. */
+        const rt_kernels *k = rt_kernels_for(z->device);
+        float *tmp = k->malloc(bytes);
+        if (!tmp) return RT_EINTERNAL;
+        rt_status s = RT_OK;
+        for (int i = 0; i < 2 && s == RT_OK; i++) {
+            const float *mine = i ? z->v : z->m;
+            if (z->stage == 0) k->copy(tmp, mine, bytes);
+            else s = rt_dist_allgather(d, mine, tmp, z->n);
+            if (s == RT_OK) k->download(i ? v_full : m_full, tmp, bytes);
+            if (s == RT_OK) s = rt_fault_status();
+        }
+        k->free(tmp);
+        return s;
+    }
     if (z->stage == 0) {
-        memcpy(m_full, z->m, (size_t)z->n * sizeof(float));
-        memcpy(v_full, z->v, (size_t)z->n * sizeof(float));
+        memcpy(m_full, z->m, bytes);
+        memcpy(v_full, z->v, bytes);
         return RT_OK;
     }
     RT_TRY(rt_dist_allgather(d, z->m, m_full, z->n));
@@ -135,7 +192,14 @@ rt_status rt_zero1_gather_state(const rt_zero1 *z, rt_dist *d, float *m_full, fl
 rt_status rt_zero1_load_state(rt_zero1 *z, const float *m_full, const float *v_full) {
     if (!z || !z->m || !z->v || !m_full || !v_full)
         return rt_errorf(RT_EINTERNAL, "zero1: load_state: NULL state or buffer");
-    memcpy(z->m, m_full + z->shard_begin, (size_t)z->shard_n * sizeof(float));
-    memcpy(z->v, v_full + z->shard_begin, (size_t)z->shard_n * sizeof(float));
+    const size_t bytes = (size_t)z->shard_n * sizeof(float);
+    if (z->device != RT_CPU) {
+        const rt_kernels *k = rt_kernels_for(z->device);
+        k->upload(z->m, m_full + z->shard_begin, bytes);
+        k->upload(z->v, v_full + z->shard_begin, bytes);
+        return rt_fault_status();
+    }
+    memcpy(z->m, m_full + z->shard_begin, bytes);
+    memcpy(z->v, v_full + z->shard_begin, bytes);
     return RT_OK;
 }

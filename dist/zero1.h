@@ -24,9 +24,11 @@
  * skipped on every rank alike: parameters and moments are left unchanged
  * and the norm is returned, so the trainer can log it and not advance t.
  *
- * The optimizer arithmetic runs on the CPU (optim/ functions); GPU parameter
- * buffers are not supported here yet (init returns RT_EINPUT for RT_CUDA),
- * although the collectives in dist.h already take device pointers.
+ * The arithmetic runs where the buffers live: on the CPU through optim/
+ * (rt_sumsq, rt_clip_scale, rt_adamw_update), on a GPU through the kernel
+ * table (sumsq: a device reduction whose f64 total is the only value that
+ * reaches the host; adamw: one fused clip + AdamW launch over the shard),
+ * so a GPU step copies no buffer to the host.
  */
 #ifndef RT_DIST_ZERO1_H
 #define RT_DIST_ZERO1_H
@@ -52,9 +54,9 @@ typedef struct rt_zero1 {
     int64_t n;           /* padded flat length (a multiple of the world size) */
     int64_t shard_begin; /* stage 1: rank*n/world; stage 0: 0 */
     int64_t shard_n;     /* stage 1: n/world; stage 0: n */
-    rt_device device;    /* where params, grads, m and v live (RT_CPU for now) */
-    float *m, *v;        /* AdamW moments, f32[shard_n], zeroed by init; owned
-                            (rt_zero1_free) */
+    rt_device device;    /* where params, grads, m and v live */
+    float *m, *v;        /* AdamW moments, f32[shard_n] on `device`, zeroed by
+                            init; owned (rt_zero1_free) */
 } rt_zero1;
 
 /* The pad multiple for rt_params_finalize: lcm(64, world), so shards are
@@ -64,8 +66,8 @@ int64_t rt_zero1_pad_multiple(const rt_dist *d);
 /* ZeRO-1 state: zeroed moments for this rank's shard.
  *   n:   padded flat length, > 0 and a multiple of d->world.
  *   dev: the device of the params/grads buffers; must equal d->device.
- * Errors: RT_EINPUT for dev == RT_CUDA (not supported yet); RT_EINTERNAL for
- * n <= 0, n % world != 0, a device other than d->device, or out of memory. */
+ * Errors: RT_EINPUT for a device the build lacks; RT_EINTERNAL for n <= 0,
+ * n % world != 0, a device other than d->device, or out of memory. */
 rt_status rt_zero1_init(rt_zero1 *z, const rt_dist *d, int64_t n, rt_device dev);
 
 /* Stage-0 state: zeroed moments over the whole buffer (shard = [0, n)), so
@@ -106,12 +108,13 @@ rt_status rt_dp_step(rt_zero1 *z, rt_dist *d, float *params, float *grads, float
 
 /* Full-length moments for a checkpoint: m_full, v_full are f32[z->n] (host,
  * caller-owned) and receive every rank's shard in order (all-gather, so
- * every rank gets them; stage 0 copies). Collective. */
+ * every rank gets them; stage 0 copies; device moments are gathered on the
+ * device and downloaded). Collective. */
 rt_status rt_zero1_gather_state(const rt_zero1 *z, rt_dist *d, float *m_full, float *v_full);
 
-/* Loads this rank's shard of full-length moments f32[z->n] (e.g. read from
- * a checkpoint written by rt_zero1_gather_state under any world size) into
- * z->m, z->v. Not collective. */
+/* Loads this rank's shard of full-length HOST moments f32[z->n] (e.g. read
+ * from a checkpoint written by rt_zero1_gather_state under any world size)
+ * into z->m, z->v (uploaded when they live on a device). Not collective. */
 rt_status rt_zero1_load_state(rt_zero1 *z, const float *m_full, const float *v_full);
 
 #ifdef __cplusplus

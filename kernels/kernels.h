@@ -7,7 +7,8 @@
  * (dst += ...), because a tensor used twice receives two contributions.
  *
  * kernels/cpu fills rt_kernels_cpu (OpenBLAS + OpenMP); kernels/cuda fills
- * rt_kernels_cuda when the build has CUDA. A NULL entry means "this device
+ * the CUDA table inside the separately loaded backend module
+ * (kernels/backend.h) when the build has CUDA. A NULL entry means "this device
  * has no kernel for it yet" and the op reports that as an error.
  *
  * Adding an op touches six places: its row in RT_OPS and its declaration in
@@ -28,7 +29,8 @@
 extern "C" {
 #endif
 
-struct rt_nf4_state; /* kernels/nf4.h */
+struct rt_nf4_state;     /* kernels/nf4.h */
+struct rt_adamw_scalars; /* optim/adamw.h */
 
 typedef enum { RT_ROPE_HF = 0, RT_ROPE_INTERLEAVED = 1 } rt_rope_layout;
 
@@ -69,9 +71,15 @@ typedef struct rt_kernels {
                  const float *A, int64_t strideA, const float *B, int64_t strideB, float beta,
                  float *C, int64_t strideC);
 
-    /* ---- embedding: out[i,:] = W[ids[i],:]; backward dW[ids[i],:] += dout[i,:] ---- */
-    void (*embedding)(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out);
-    void (*embedding_bwd)(int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dW);
+    /* ---- embedding over a table W[V, dim]: out[i,:] = W[ids[i],:]; backward
+     *   dW[ids[i],:] += dout[i,:]. An id outside [0, V) never reads or writes
+     *   outside W: its output row is NaN and its gradient dropped (the CPU
+     *   op rejects such ids before the kernel; the CUDA kernel records the
+     *   first one as a device fault, kernels/fault.h). ---- */
+    void (*embedding)(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *W,
+                      float *out);
+    void (*embedding_bwd)(int64_t n, int64_t dim, int64_t V, const int32_t *ids,
+                          const float *dout, float *dW);
 
     /* ---- RMSNorm over the last dim: y = x * rstd * w, rstd = 1/sqrt(mean(x^2)+eps)
      *      (Zhang & Sennrich 2019; HF LlamaRMSNorm). rstd[rows] saved for backward. ---- */
@@ -170,18 +178,29 @@ typedef struct rt_kernels {
     void (*kd_topk)(int64_t N, int64_t V, int64_t K, const float *t, float T, int32_t *ids,
                     float *logp);
 
+    /* ---- optimizer: AdamW over n elements of the flat buffers (formula:
+     *   optim/adamw.h; s is host memory). g[i] is first multiplied by
+     *   clip_coef in place unless clip_coef == 1 (rt_clip_scale), then
+     *   rt_adamw_elem updates p, m, v. NULL on the CPU, whose optimizer is
+     *   optim/adamw.c itself. ---- */
+    void (*adamw)(int64_t n, const struct rt_adamw_scalars *s, float clip_coef, float *p,
+                  float *g, float *m, float *v);
+
+    /* ---- waits for every kernel launched so far (timing, fault checks);
+     *   a failure is a device fault. NULL on the CPU (synchronous). ---- */
+    void (*synchronize)(void);
+
     /* ---- reductions for the optimizer and logging ---- */
     double (*sumsq)(int64_t n, const float *x);        /* sum x^2 in f64 */
     bool (*all_finite)(int64_t n, const float *x);
 } rt_kernels;
 
 extern const rt_kernels rt_kernels_cpu;
-#ifdef RETORT_HAVE_CUDA
-extern const rt_kernels rt_kernels_cuda;
-#endif
 
 /* The table for a device (rt_device from autograd/tensor.h as int, so this
- * header needs nothing above it); NULL when the build lacks that device. */
+ * header needs nothing above it); NULL (message set) when the build lacks
+ * that device. The CUDA table lives in a module loaded on this first call
+ * (kernels/backend.h). */
 const rt_kernels *rt_kernels_for(int device);
 /* How many devices of that kind this process can use (0 if the build lacks
  * the backend or the machine the hardware). */

@@ -55,7 +55,7 @@ rt_status rt_adamw_check(const rt_adamw_config *cfg);
 
 /* Per-step scalars, computed once per call in double and rounded to f32,
  * as torch does when it hands Python floats to its f32 tensor ops. */
-typedef struct {
+typedef struct rt_adamw_scalars {
     float decay;     /* 1 - lr*wd */
     float step_size; /* lr / bc1 */
     float bc2_sqrt;  /* sqrt(1 - b2^t) */

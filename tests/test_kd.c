@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "autograd/ops.h"
+#include "tests/compare.h"
 #include "tests/testutil.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -79,7 +80,7 @@ static bool topk(const float *t, int N, int V, int K, float T, int32_t *ids, flo
 static double max_rel(const float *a, const float *b, int n) {
     double m = 0, scale = 1e-30;
     for (int i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));
-    for (int i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    for (int i = 0; i < n; i++) m = rt_worse(m, rt_abs_err(a[i], b[i]));
     return m / scale;
 }
 static double rel(double a, double b) { return fabs(a - b) / fmax(1e-30, fabs(b)); }
@@ -119,10 +120,10 @@ static void check_self_and_bounds(const float *s, const float *t) {
     for (int k = 0; k < 3; k++) {
         float l = kd(s, s, NULL, N, V, 0, NULL, kinds[k], 0.4f, 2.0f, 0, g);
         double gm = 0;
-        for (int i = 0; i < N * V; i++) gm = fmax(gm, fabs(g[i]));
+        for (int i = 0; i < N * V; i++) gm = rt_worse(gm, fabs(g[i]));
         CHECK(fabs(l) <= 1e-7 && gm <= 1e-7, "%s(p, p): loss %.3g, max |grad| %.3g (want 0)",
               kind_names[k], l, gm);
-        worst = fmax(worst, fmax(fabs(l), gm));
+        worst = rt_worse(worst, rt_worse(fabs(l), gm));
     }
     const float betas[3] = {0.3f, 0.5f, 0.8f};
     for (int b = 0; b < 3; b++) {
@@ -164,11 +165,11 @@ static void check_temperature(const float *s, const float *t) {
                 float b = kd(sT, m ? lpT : tT, m ? idsT : NULL, N, V, K, NULL, kinds[k], 0.3f, 1.0f,
                              0, gT);
                 for (int i = 0; i < N * V; i++) gT[i] *= T;
-                double e = fmax(rel(a, (double)T * T * b), max_rel(g, gT, N * V));
+                double e = rt_worse(rel(a, (double)T * T * b), max_rel(g, gT, N * V));
                 CHECK(e <= 1e-5, "%s %s T=%g: loss %.9g vs T^2 * loss(s/T, t/T, 1) = %.9g, "
                       "or gradient off (rel %.3g)", kind_names[k], m ? "top-k" : "full", T, a,
                       T * T * b, e);
-                worst = fmax(worst, e);
+                worst = rt_worse(worst, e);
             }
     }
     printf("temperature: loss(s,t,T) = T^2 loss(s/T,t/T,1), grad = T grad(s/T): max rel %.2e\n",
@@ -204,7 +205,7 @@ static void check_masking(const float *s, const float *t, const int32_t *ids, co
             for (int v = 0; v < V; v++) zero_masked &= g[1 * V + v] == 0 && g[3 * V + v] == 0;
             for (int i = 0; i < N * V; i++) zero_all &= g2[i] == 0;
             double e = 0;
-            for (int r = 0; r < 4; r++) e = fmax(e, max_rel(g + keep[r] * V, gk + r * V, V));
+            for (int r = 0; r < 4; r++) e = rt_worse(e, max_rel(g + keep[r] * V, gk + r * V, V));
             CHECK(a == b, "%s %s: masked rows changed the loss (%.9g vs %.9g)", kind_names[k],
                   mode, a, b);
             CHECK(zero_masked, "%s %s: masked rows got a gradient", kind_names[k], mode);
@@ -231,7 +232,7 @@ static void check_topk_equals_full(const float *s, const float *t) {
             double eg = max_rel(g, gf, N * V);
             CHECK(rel(a, b) <= 1e-6 && eg <= 1e-5, "%s T=%d: top-k with k=V %.9g vs full %.9g, "
                   "gradient rel %.3g", kind_names[k], T, a, b, eg);
-            worst = fmax(worst, fmax(rel(a, b), eg));
+            worst = rt_worse(worst, rt_worse(rel(a, b), eg));
         }
     }
     printf("top-k with k = V vs full: max rel %.2e\n", worst);
@@ -265,7 +266,7 @@ static void check_grad_sums(const float *s, const float *t, const int32_t *ids, 
             for (int i = 0; i < N; i++) {
                 double sum = 0, mag = 0;
                 for (int v = 0; v < V; v++) sum += g[i * V + v], mag += fabs(g[i * V + v]);
-                worst = fmax(worst, fabs(sum) / fmax(mag, 1e-30));
+                worst = rt_worse(worst, fabs(sum) / fmax(mag, 1e-30));
             }
         }
     CHECK(worst <= 1e-6, "row gradients must sum to 0 (shift invariance): worst %.3g", worst);
@@ -295,7 +296,7 @@ static void check_topk_vs_sort(void) {
             double m = -INFINITY, z = 0;
             for (int v = 0; v < W; v++) {
                 p[v] = (pair){t[r * W + v], v};
-                m = fmax(m, t[r * W + v] / (double)T);
+                m = rt_worse(m, t[r * W + v] / (double)T);
             }
             for (int v = 0; v < W; v++) z += exp(t[r * W + v] / (double)T - m);
             qsort(p, W, sizeof *p, by_value_then_id);
@@ -303,7 +304,7 @@ static void check_topk_vs_sort(void) {
                 bad_ids += ids[r * ks[c] + j] != p[j].id;
                 ties += j > 0 && p[j].v == p[j - 1].v;
                 double want = p[j].v / (double)T - m - log(z);
-                worst = fmax(worst, fabs(lp[r * ks[c] + j] - want));
+                worst = rt_worse(worst, fabs(lp[r * ks[c] + j] - want));
             }
         }
     }

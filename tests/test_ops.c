@@ -19,11 +19,11 @@
 #include <string.h>
 
 #include "tests/op_cases.h"
+#include "tests/compare.h"
 #include "tests/testutil.h"
 
-#ifdef RETORT_HAVE_CUDA
-#include <cuda_runtime.h>
-#endif
+#include "kernels/backend.h"
+#include "kernels/fault.h"
 
 #define DEFAULT_FWD_TOL 1e-4f
 #define DEFAULT_GRAD_TOL 1e-2f
@@ -148,24 +148,17 @@ static double grad_check(rt_ctx *ctx, const rt_op_case *c, rt_tensor **tin, cons
             x[j] = x0;
             if (!ok) return -1;
             double fd = (Lp - Lm) / ((double)xp - (double)xm);
-            double d = fabs(fd - (double)res->grad[i][j]);
+            double d = rt_abs_err(fd, (double)res->grad[i][j]);
             if (fabs(fd) > max_fd) max_fd = fabs(fd);
-            if (d > max_diff) max_diff = d;
+            max_diff = rt_worse(max_diff, d);
         }
-        double rel = max_diff / fmax(1e-3, max_fd);
-        if (rel > worst) worst = rel;
+        worst = rt_worse(worst, max_diff / fmax(1e-3, max_fd));
     }
     return worst;
 }
 
 static double max_abs_rel(const float *a, const float *b, int64_t n) {
-    double m = 0, scale = 1;
-    for (int64_t j = 0; j < n; j++) scale = fmax(scale, fabs((double)b[j]));
-    for (int64_t j = 0; j < n; j++) {
-        double d = fabs((double)a[j] - (double)b[j]);
-        if (!(d <= m)) m = d; /* NaN propagates */
-    }
-    return m / scale;
+    return rt_max_abs_rel(a, b, n); /* NaN-aware: tests/compare.h */
 }
 
 typedef struct {
@@ -225,10 +218,12 @@ static void run_cpu(case_run *r) {
 
 #ifdef RETORT_HAVE_CUDA
 static void run_gpu(case_run *runs, int n) {
-    int devices = 0;
-    cudaError_t e = cudaGetDeviceCount(&devices);
-    if (e != cudaSuccess || devices == 0) {
-        SKIP("GPU-vs-CPU comparison: %s", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device");
+    if (!rt_kernels_for(RT_CUDA)) {
+        SKIP("GPU-vs-CPU comparison: %s", rt_cuda_module_error());
+        return;
+    }
+    if (rt_device_count(RT_CUDA) == 0) {
+        SKIP("GPU-vs-CPU comparison: no CUDA device visible to this process");
         return;
     }
     bool skipped[RT_OP_COUNT] = {0};
@@ -253,7 +248,7 @@ static void run_gpu(case_run *runs, int n) {
                 double fwd = max_abs_rel(g.out, r->cpu.out, g.n_out), gerr = 0;
                 for (int i = 0; i < c->n_in; i++)
                     if (c->diff[i])
-                        gerr = fmax(gerr, max_abs_rel(g.grad[i], r->cpu.grad[i],
+                        gerr = rt_worse(gerr, max_abs_rel(g.grad[i], r->cpu.grad[i],
                                                       shape_numel(c->ndim[i], c->shape[i])));
                 CHECK(fwd <= GPU_FWD_TOL, "gpu %s: %s: forward differs from CPU by %.3g",
                       rt_op_name(c->op), c->name, fwd);
@@ -326,9 +321,9 @@ static void check_checkpoint_vs_plain(void) {
         rt_params_free(&ps);
         rt_ctx_free(ctx);
     }
-    double e = fmax(fmax(max_abs_rel(out[1], out[0], R * D), max_abs_rel(gx[1], gx[0], R * D)),
-                    fmax(fmax(max_abs_rel(gw[1], gw[0], D), max_abs_rel(gW[1], gW[0], D * D)),
-                         max_abs_rel(gb[1], gb[0], D)));
+    double e = rt_worse(rt_worse(max_abs_rel(out[1], out[0], R * D), max_abs_rel(gx[1], gx[0], R * D)),
+                        rt_worse(rt_worse(max_abs_rel(gw[1], gw[0], D), max_abs_rel(gW[1], gW[0], D * D)),
+                                 max_abs_rel(gb[1], gb[0], D)));
     CHECK(e <= 1e-6, "checkpointed vs plain blocks differ by %.3g", e);
     CHECK(counter_after[0] == counter_after[1] && counter_after[0] == 7 + 2 * R * D,
           "dropout stream position after the blocks: plain %llu, checkpointed %llu",
@@ -389,6 +384,232 @@ static void check_errors(void) {
     rt_ctx_free(ctx);
 }
 
+/* ---- bounds, and GPU rows at real sizes ----------------------------------------- */
+
+/* The arena is not capped by its chunk table: 200 chunk-sized allocations
+ * without a reset (64 chunks were the old ceiling, 4 GiB at 64 MiB chunks),
+ * and the growth over-reserves by at most about a quarter. */
+static void check_arena_growth(void) {
+    const size_t chunk = 4096;
+    rt_arena *a = rt_arena_new(RT_CPU, chunk);
+    bool ok = a != NULL;
+    for (int i = 0; i < 200 && ok; i++) {
+        char *p = rt_arena_alloc(a, chunk);
+        ok = p != NULL;
+        if (p) memset(p, i, chunk);
+    }
+    CHECK(ok, "arena: 200 chunk-sized allocations: %s", rt_error_message());
+    size_t need = 200 * chunk;
+    CHECK(a && rt_arena_reserved(a) >= need && rt_arena_reserved(a) <= need + need / 4 + 2 * chunk,
+          "arena: %zu bytes reserved for %zu used", a ? rt_arena_reserved(a) : 0, need);
+    rt_arena_reset(a);
+    char *big = a ? rt_arena_alloc(a, need / 2) : NULL;
+    CHECK(big != NULL, "arena: one allocation larger than any chunk after a reset");
+    if (big) memset(big, 1, need / 2);
+    rt_arena_free(a);
+}
+
+/* The CPU embedding kernels never touch memory outside W for an id outside
+ * [0, V) (ASan would see it): the row is NaN, the gradient dropped. */
+static void check_embedding_bounds(void) {
+    const int64_t V = 5, D = 3;
+    float W[15], out[9], dW[15] = {0};
+    for (int i = 0; i < 15; i++) W[i] = (float)i;
+    const int32_t ids[3] = {4, 5, -1};
+    const float dout[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    rt_kernels_cpu.embedding(3, D, V, ids, W, out);
+    CHECK(out[0] == 12 && out[2] == 14 && isnan(out[3]) && isnan(out[8]),
+          "cpu embedding: in-range row copied, ids 5 and -1 give NaN rows");
+    rt_kernels_cpu.embedding_bwd(3, D, V, ids, dout, dW);
+    double s = 0;
+    for (int i = 0; i < 15; i++) s += dW[i];
+    CHECK(s == 3 && dW[12] == 1, "cpu embedding_bwd: only the in-range id accumulates");
+}
+
+static uint64_t rs_state = 0x2545F4914F6CDD1Dull;
+static float rs_uni(float lo, float hi) {
+    rs_state = rs_state * 6364136223846793005ull + 1442695040888963407ull;
+    return lo + (hi - lo) * (float)(rs_state >> 40) / 16777216.0f;
+}
+static float *rs_rand(int64_t n, float lo, float hi) {
+    float *p = malloc((size_t)n * sizeof *p);
+    for (int64_t i = 0; p && i < n; i++) p[i] = rs_uni(lo, hi);
+    return p;
+}
+static void *gpu_dup(const rt_kernels *G, const void *h, size_t bytes) {
+    void *d = G->malloc(bytes);
+    if (d) G->upload(d, h, bytes);
+    return d;
+}
+/* NaN-aware error of a device buffer against a host reference. */
+static double gpu_err(const rt_kernels *G, const float *d, const float *ref, int64_t n) {
+    float *h = malloc((size_t)n * sizeof *h);
+    G->download(h, d, (size_t)n * sizeof *h);
+    double e = rt_max_abs_rel(h, ref, n);
+    free(h);
+    return e;
+}
+static void report_row(const char *what, double err, double tol) {
+    CHECK(err <= tol && rt_fault_status() == RT_OK, "gpu real size: %s: error %.3g (tol %.0e) %s",
+          what, err, tol, rt_fault_message());
+    printf("gpu real size | %-60s | %9.2e | %s\n", what, err, err <= tol ? "ok" : "FAIL");
+}
+
+/* Cross-entropy forward + backward at a real vocabulary size. */
+static void gpu_cross_entropy(const rt_kernels *G, int64_t N, int64_t V) {
+    float *x = rs_rand(N * V, -8, 8), *dx = calloc((size_t)(N * V), sizeof *dx);
+    int32_t *lab = malloc((size_t)N * sizeof *lab);
+    for (int64_t i = 0; i < N; i++) lab[i] = i % 7 == 3 ? -100 : (int32_t)((i * 7919 + V - 1) % V);
+    float *nll = malloc((size_t)N * 4), *lse = malloc((size_t)N * 4);
+    rt_kernels_cpu.cross_entropy(N, V, x, lab, -100, nll, lse);
+    rt_kernels_cpu.cross_entropy_bwd(N, V, x, lab, -100, lse, 0.5f, dx);
+    float *gx = gpu_dup(G, x, (size_t)(N * V) * 4), *gdx = G->malloc((size_t)(N * V) * 4);
+    int32_t *glab = gpu_dup(G, lab, (size_t)N * 4);
+    float *gnll = G->malloc((size_t)N * 4), *glse = G->malloc((size_t)N * 4);
+    char what[96];
+    if (gx && gdx && glab && gnll && glse) {
+        G->zero(gdx, (size_t)(N * V) * 4);
+        G->cross_entropy(N, V, gx, glab, -100, gnll, glse);
+        G->cross_entropy_bwd(N, V, gx, glab, -100, glse, 0.5f, gdx);
+        snprintf(what, sizeof what, "cross_entropy N=%lld V=%lld nll", (long long)N, (long long)V);
+        report_row(what, gpu_err(G, gnll, nll, N), GPU_FWD_TOL);
+        snprintf(what, sizeof what, "cross_entropy N=%lld V=%lld dlogits", (long long)N, (long long)V);
+        report_row(what, gpu_err(G, gdx, dx, N * V), GPU_GRAD_TOL);
+    } else {
+        CHECK(0, "gpu cross_entropy V=%lld: out of device memory: %s", (long long)V, rt_error_message());
+    }
+    G->free(gx), G->free(gdx), G->free(glab), G->free(gnll), G->free(glse);
+    free(x), free(dx), free(lab), free(nll), free(lse);
+}
+
+/* Logits of more than 2^31 elements: rows past element 2^31 are where 32-bit
+ * indexing would wrap. The GPU runs every row; the CPU checks a few rows at
+ * the start, across the 2^31 boundary and at the end. Rows repeat a pattern
+ * of 64 host rows (uploaded block by block) so the host never holds 8 GiB. */
+static void gpu_cross_entropy_2g(const rt_kernels *G) {
+    const int64_t V = 128256, N = 16800, P = 64; /* N * V = 2.15e9 > 2^31 */
+    const size_t bytes = (size_t)(N * V) * 4;
+    float *pat = rs_rand(P * V, -8, 8);
+    int32_t *lab = malloc((size_t)N * sizeof *lab);
+    for (int64_t i = 0; i < N; i++) lab[i] = i % 7 == 3 ? -100 : (int32_t)((i * 7919 + V - 1) % V);
+    float *gx = G->malloc(bytes), *gdx = gx ? G->malloc(bytes) : NULL;
+    int32_t *glab = gpu_dup(G, lab, (size_t)N * 4);
+    float *gnll = G->malloc((size_t)N * 4), *glse = G->malloc((size_t)N * 4);
+    if (!gx || !gdx || !glab || !gnll || !glse) {
+        CHECK(0, "gpu cross_entropy over 2^31 logits: out of device memory: %s", rt_error_message());
+    } else {
+        for (int64_t r = 0; r < N; r += P) {
+            int64_t rows = N - r < P ? N - r : P;
+            G->upload(gx + r * V, pat, (size_t)(rows * V) * 4);
+        }
+        G->zero(gdx, bytes);
+        G->cross_entropy(N, V, gx, glab, -100, gnll, glse);
+        G->cross_entropy_bwd(N, V, gx, glab, -100, glse, 1.0f, gdx);
+        float *hnll = malloc((size_t)N * 4);
+        G->download(hnll, gnll, (size_t)N * 4);
+        const int64_t check[] = {0, 1, 2, 3, 16741, 16742, 16743, 16744, 16745, 16746, N - 2, N - 1};
+        double enll = 0, edx = 0;
+        float *row = malloc((size_t)V * 4), *ref = malloc((size_t)V * 4);
+        for (size_t c = 0; c < sizeof check / sizeof *check; c++) {
+            int64_t i = check[c];
+            const float *xi = pat + (i % P) * V;
+            float nll, lse;
+            rt_kernels_cpu.cross_entropy(1, V, xi, &lab[i], -100, &nll, &lse);
+            memset(ref, 0, (size_t)V * 4);
+            rt_kernels_cpu.cross_entropy_bwd(1, V, xi, &lab[i], -100, &lse, 1.0f, ref);
+            enll = rt_worse(enll, rt_abs_err(hnll[i], nll) / fmax(1.0, fabs(nll)));
+            G->download(row, gdx + i * V, (size_t)V * 4);
+            edx = rt_worse(edx, rt_max_abs_rel(row, ref, V));
+        }
+        report_row("cross_entropy N=16800 V=128256 (2.15e9 logits) nll, 12 rows", enll, GPU_FWD_TOL);
+        report_row("cross_entropy N=16800 V=128256 (2.15e9 logits) dlogits, 12 rows", edx, GPU_GRAD_TOL);
+        free(hnll), free(row), free(ref);
+    }
+    G->free(gx), G->free(gdx), G->free(glab), G->free(gnll), G->free(glse);
+    free(pat), free(lab);
+}
+
+/* Causal GQA attention forward + backward at T = 2048. */
+static void gpu_attention(const rt_kernels *G, int64_t Dh) {
+    const int64_t B = 1, T = 2048, H = 4, Hkv = 2;
+    const int64_t nq = B * T * H * Dh, nk = B * T * Hkv * Dh, nl = B * H * T;
+    float *q = rs_rand(nq, -2, 2), *k = rs_rand(nk, -2, 2), *v = rs_rand(nk, -1, 1);
+    float *dout = rs_rand(nq, -1, 1);
+    float *out = malloc((size_t)nq * 4), *lse = malloc((size_t)nl * 4);
+    float *dq = calloc((size_t)nq, 4), *dk = calloc((size_t)nk, 4), *dv = calloc((size_t)nk, 4);
+    rt_kernels_cpu.attention(B, T, T, H, Hkv, Dh, q, k, v, NULL, out, lse);
+    rt_kernels_cpu.attention_bwd(B, T, H, Hkv, Dh, q, k, v, NULL, out, lse, dout, dq, dk, dv);
+    float *gq = gpu_dup(G, q, nq * 4), *gk = gpu_dup(G, k, nk * 4), *gv = gpu_dup(G, v, nk * 4);
+    float *gdo = gpu_dup(G, dout, nq * 4), *go = G->malloc(nq * 4), *gl = G->malloc(nl * 4);
+    float *gdq = G->malloc(nq * 4), *gdk = G->malloc(nk * 4), *gdv = G->malloc(nk * 4);
+    char what[96];
+    if (gq && gk && gv && gdo && go && gl && gdq && gdk && gdv) {
+        G->zero(gdq, nq * 4), G->zero(gdk, nk * 4), G->zero(gdv, nk * 4);
+        G->attention(B, T, T, H, Hkv, Dh, gq, gk, gv, NULL, go, gl);
+        G->attention_bwd(B, T, H, Hkv, Dh, gq, gk, gv, NULL, go, gl, gdo, gdq, gdk, gdv);
+        snprintf(what, sizeof what, "attention T=2048 H=4 Hkv=2 Dh=%lld out, lse", (long long)Dh);
+        report_row(what, rt_worse(gpu_err(G, go, out, nq), gpu_err(G, gl, lse, nl)), GPU_FWD_TOL);
+        snprintf(what, sizeof what, "attention T=2048 H=4 Hkv=2 Dh=%lld dq, dk, dv", (long long)Dh);
+        report_row(what, rt_worse(rt_worse(gpu_err(G, gdq, dq, nq), gpu_err(G, gdk, dk, nk)),
+                                  gpu_err(G, gdv, dv, nk)),
+                   GPU_GRAD_TOL);
+    } else {
+        CHECK(0, "gpu attention Dh=%lld: out of device memory: %s", (long long)Dh, rt_error_message());
+    }
+    G->free(gq), G->free(gk), G->free(gv), G->free(gdo), G->free(go), G->free(gl);
+    G->free(gdq), G->free(gdk), G->free(gdv);
+    free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq), free(dk), free(dv);
+}
+
+/* Embedding at V = 128256 (ids up to V-1: 64-bit row offsets), then a bad
+ * id, which must become a device fault naming it (cleared afterwards: our
+ * own record, the CUDA context itself is fine). */
+static void gpu_embedding(const rt_kernels *G) {
+    const int64_t V = 128256, D = 2048, n = 64;
+    float *W = rs_rand(V * D, -1, 1), *ref = malloc((size_t)(n * D) * 4);
+    int32_t ids[64];
+    for (int i = 0; i < n; i++) ids[i] = i < 8 ? (int32_t)(V - 1 - i) : (int32_t)((i * 7919) % V);
+    rt_kernels_cpu.embedding(n, D, V, ids, W, ref);
+    float *gW = gpu_dup(G, W, (size_t)(V * D) * 4), *go = G->malloc((size_t)(n * D) * 4);
+    int32_t *gids = gpu_dup(G, ids, sizeof ids);
+    if (gW && go && gids) {
+        G->embedding(n, D, V, gids, gW, go);
+        report_row("embedding V=128256 D=2048 (ids up to V-1)", gpu_err(G, go, ref, n * D), 0);
+        ids[5] = (int32_t)V;
+        G->upload(gids, ids, sizeof ids);
+        G->embedding(n, D, V, gids, gW, go);
+        CHECK(rt_fault_status() != RT_OK && strstr(rt_fault_message(), "token id 128256 at position 5"),
+              "gpu embedding: a bad id is a fault naming it: '%s'", rt_fault_message());
+        printf("gpu real size | %-60s | %9s | %s\n", "embedding id V (out of range) -> fault", "-",
+               rt_fault_status() != RT_OK ? "ok" : "FAIL");
+        rt_fault_clear();
+    } else {
+        CHECK(0, "gpu embedding: out of device memory: %s", rt_error_message());
+    }
+    G->free(gW), G->free(go), G->free(gids);
+    free(W), free(ref);
+}
+
+static void gpu_real_sizes(void) {
+    const char *what = "GPU rows at real sizes (cross_entropy V=49152 and 128256, logits > 2^31 "
+                       "elements, attention T=2048 Dh 64/128, embedding V=128256)";
+    const rt_kernels *G = rt_kernels_for(RT_CUDA);
+    if (!G) {
+        SKIP("%s: %s", what, rt_cuda_module_error());
+        return;
+    }
+    if (rt_device_count(RT_CUDA) == 0) {
+        SKIP("%s: no CUDA device visible to this process", what);
+        return;
+    }
+    gpu_cross_entropy(G, 64, 49152);
+    gpu_cross_entropy(G, 64, 128256);
+    gpu_attention(G, 64);
+    gpu_attention(G, 128);
+    gpu_cross_entropy_2g(G);
+    gpu_embedding(G);
+}
+
 int main(void) {
     /* Every case file's rows, in order. */
     const struct { const rt_op_case *rows; int n; } files[] = {
@@ -422,12 +643,15 @@ int main(void) {
     check_checkpoint_vs_plain();
     check_dropout_stats();
     check_errors();
+    check_embedding_bounds();
+    check_arena_growth();
 
 #ifdef RETORT_HAVE_CUDA
     run_gpu(runs, n);
 #else
     SKIP("GPU-vs-CPU comparison: this build has no CUDA backend");
 #endif
+    gpu_real_sizes();
 
     for (int k = 0; k < n; k++) {
         for (int i = 0; i < RT_CASE_MAX_IN; i++) free(runs[k].in[i]);

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "kernels/backend.h"
 #include "kernels/kernels.h"
 
 rt_status rt_device_select(const char *s, rt_device *out) {
@@ -16,7 +17,7 @@ rt_status rt_device_select(const char *s, rt_device *out) {
     if (strcmp(s, "cuda"))
         return rt_errorf(RT_EINPUT, "--device: expected cpu, cuda or auto, got '%s'", s);
     if (!rt_kernels_for(RT_CUDA))
-        return rt_errorf(RT_EINPUT, "--device cuda: this build of retort has no CUDA backend");
+        return rt_errorf(RT_EINPUT, "--device cuda: %s", rt_cuda_module_error());
     if (rt_device_count(RT_CUDA) == 0)
         return rt_errorf(RT_EINPUT, "--device cuda: no CUDA GPU is visible to this process");
     *out = RT_CUDA;

@@ -42,7 +42,7 @@ rt_status rt_eval_stream(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t
             break;
         }
         float v;
-        rt_to_host(ctx, loss, &v);
+        if ((s = rt_to_host(ctx, loss, &v)) != RT_OK) break;
         *nll_sum += v;
         for (int i = 0; i < B * T; i++) *n_predicted += labels[i] != RT_IGNORE_INDEX;
     }

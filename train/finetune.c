@@ -2,13 +2,29 @@
  * (see finetune.h). */
 #include "train/finetune.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "train/device.h"
 
 rt_status rt_finetune_load_recipe(int argc, char **argv, rt_recipe *r) {
     if (argc < 2) return rt_errorf(RT_EINPUT, "usage: retort %s RECIPE.yaml [key=value ...]", argv[0]);
     RT_TRY(rt_recipe_load(argv[1], r));
     for (int i = 2; i < argc; i++) {
-        rt_status s = rt_recipe_set(r, argv[i]);
+        /* --device D (as eval and generate take it) is the recipe key device=D. */
+        char kv[64];
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--device") || !strncmp(arg, "--device=", 9)) {
+            const char *v = arg[8] == '=' ? arg + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v) {
+                rt_recipe_free(r);
+                return rt_errorf(RT_EINPUT, "%s: option --device needs a value (cpu, cuda or auto)",
+                                 argv[0]);
+            }
+            snprintf(kv, sizeof kv, "device=%s", v);
+            arg = kv;
+        }
+        rt_status s = rt_recipe_set(r, arg);
         if (s != RT_OK) {
             rt_recipe_free(r);
             return s;

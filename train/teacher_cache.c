@@ -109,8 +109,8 @@ rt_status rt_teacher_fingerprint(rt_ctx *ctx, rt_llama *teacher, uint64_t *fp) {
     rt_status s = logits ? RT_OK : ctx->status ? ctx->status : RT_EINTERNAL;
     float *h = s == RT_OK ? malloc((size_t)rt_numel(logits) * sizeof *h) : NULL;
     if (s == RT_OK && !h) s = rt_errorf(RT_EINTERNAL, "out of memory");
+    if (s == RT_OK) s = rt_to_host(ctx, logits, h);
     if (s == RT_OK) {
-        rt_to_host(ctx, logits, h);
         int32_t cf[] = {c->hidden_size, c->intermediate_size, c->num_hidden_layers,
                         c->num_attention_heads, c->num_key_value_heads, c->vocab_size,
                         c->tie_word_embeddings, c->attention_bias};

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "dist/zero1.h"
+#include "kernels/fault.h"
 #include "kernels/kernels.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
@@ -58,7 +59,7 @@ rt_status rt_train_eval(const rt_train_job *job, rt_ctx *ctx, const rt_dataset *
             break;
         }
         float v;
-        rt_to_host(ctx, l, &v);
+        if ((s = rt_to_host(ctx, l, &v)) != RT_OK) break;
         sum += v;
         count += b.n_targets;
     }
@@ -91,6 +92,9 @@ static rt_status optimizer_init(optimizer *o, const rt_train_job *job) {
         return rt_errorf(RT_EINPUT, "zero_stage 1 shards AdamW moments; use optimizer: adamw");
     RT_TRY(o->kind == RT_RECIPE_OPT_ADAMW ? rt_adamw_check(&o->adamw) : rt_sgd_check(&o->sgd));
     const rt_params *P = &job->model->params;
+    if (o->kind == RT_RECIPE_OPT_SGD && P->device != RT_CPU)
+        return rt_errorf(RT_EINPUT, "optimizer: sgd runs on the CPU only; use optimizer: adamw "
+                                    "with device %s", rt_device_name(P->device));
     if (o->zero_stage == 1) return rt_zero1_init(&o->z, job->dist, P->numel, P->device);
     return rt_dp_init(&o->z, job->dist, P->numel, P->device);
 }
@@ -124,6 +128,63 @@ static rt_train_state state_of(const optimizer *o, const rt_train_job *job, rt_c
                             .v = o->kind == RT_RECIPE_OPT_ADAMW ? o->z.v : NULL};
 }
 
+/* A state whose buffers live on a device is written and read through host
+ * copies: mirror_begin swaps each non-NULL buffer pointer of st for a host
+ * allocation (the device pointers go to dev[]), mirror_end frees them. */
+static rt_status mirror_begin(rt_train_state *st, float *dev[3]) {
+    float **p[3] = {&st->params, &st->m, &st->v};
+    const int64_t n[3] = {st->n_params, st->moment_n, st->moment_n};
+    rt_status s = RT_OK;
+    for (int i = 0; i < 3; i++) {
+        dev[i] = *p[i];
+        if (*p[i] && !(*p[i] = malloc((size_t)n[i] * sizeof(float))))
+            s = rt_errorf(RT_EINTERNAL, "checkpoint: out of memory for a host copy of %lld floats",
+                          (long long)n[i]);
+    }
+    return s;
+}
+
+static void mirror_end(rt_train_state *st, float *dev[3]) {
+    float **p[3] = {&st->params, &st->m, &st->v};
+    for (int i = 0; i < 3; i++) {
+        if (dev[i]) free(*p[i]);
+        *p[i] = dev[i];
+    }
+}
+
+/* Copies between the device buffers dev[] and st's host copies. */
+static rt_status mirror_copy(rt_train_state *st, float *dev[3], rt_device device, bool to_host) {
+    const rt_kernels *k = rt_kernels_for(device);
+    float *host[3] = {st->params, st->m, st->v};
+    const int64_t n[3] = {st->n_params, st->moment_n, st->moment_n};
+    for (int i = 0; i < 3; i++) {
+        if (!dev[i]) continue;
+        if (to_host) k->download(host[i], dev[i], (size_t)n[i] * sizeof(float));
+        else k->upload(dev[i], host[i], (size_t)n[i] * sizeof(float));
+    }
+    return rt_fault_status();
+}
+
+static rt_status write_state(const char *dir, rt_train_state st, rt_device device) {
+    if (device == RT_CPU) return rt_checkpoint_write_state(dir, &st);
+    float *dev[3];
+    rt_status s = mirror_begin(&st, dev);
+    if (s == RT_OK) s = mirror_copy(&st, dev, device, true);
+    if (s == RT_OK) s = rt_checkpoint_write_state(dir, &st);
+    mirror_end(&st, dev);
+    return s;
+}
+
+static rt_status read_state(const char *dir, rt_train_state *st, rt_device device) {
+    if (device == RT_CPU) return rt_checkpoint_read_state(dir, st);
+    float *dev[3];
+    rt_status s = mirror_begin(st, dev);
+    if (s == RT_OK) s = rt_checkpoint_read_state(dir, st);
+    if (s == RT_OK) s = mirror_copy(st, dev, device, false);
+    mirror_end(st, dev);
+    return s;
+}
+
 static rt_status save_checkpoint(const rt_train_job *job, const optimizer *o, rt_ctx *ctx,
                                  int64_t step) {
     const rt_recipe *r = job->recipe;
@@ -136,8 +197,7 @@ static rt_status save_checkpoint(const rt_train_job *job, const optimizer *o, rt
         s = rt_errorf(RT_EINPUT, "%s: cannot create: %s", tmp, strerror(errno));
     RT_TRY(rt_dist_barrier(d));
     RT_TRY(s);
-    rt_train_state st = state_of(o, job, ctx, step);
-    RT_TRY(rt_checkpoint_write_state(tmp, &st));
+    RT_TRY(write_state(tmp, state_of(o, job, ctx, step), job->model->params.device));
     RT_TRY(rt_dist_barrier(d));
     if (d->rank != 0) return RT_OK;
     RT_TRY(job->save(job->save_user, job->model, tmp));
@@ -158,7 +218,7 @@ static rt_status resume(const rt_train_job *job, optimizer *o, rt_ctx *ctx, int6
     else
         snprintf(dir, sizeof dir, "%s", r->resume_from_checkpoint);
     rt_train_state st = state_of(o, job, ctx, 0);
-    RT_TRY(rt_checkpoint_read_state(dir, &st));
+    RT_TRY(read_state(dir, &st, job->model->params.device));
     *step = st.step;
     ctx->rng_counter = st.rng_counter;
     return RT_OK;
@@ -234,7 +294,7 @@ static rt_status micro_step(const rt_train_job *job, rt_ctx *ctx, rt_batch *b, c
                                 job->recipe->sample_packing ? t.seg : NULL, t.labels, denom);
     if (!loss) return ctx->status ? ctx->status : RT_EINTERNAL;
     float v;
-    rt_to_host(ctx, loss, &v);
+    RT_TRY(rt_to_host(ctx, loss, &v));
     *loss_sum += v;
     return rt_backward(ctx, loss);
 }
@@ -277,6 +337,7 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
         float lr = rt_lr_at(lr_kind(r->lr_scheduler), (float)r->learning_rate, step, warmup, total);
         float norm = 0;
         if (isfinite(loss)) s = optimizer_step(o, job, lr, step + 1, &norm);
+        if (s == RT_OK) s = rt_ctx_check(ctx); /* a device fault in the step */
         if (s != RT_OK) break;
         bool skipped = !isfinite(loss) || !isfinite(norm);
         int64_t tokens = (int64_t)b.B * b.T * r->gradient_accumulation_steps * d->world;

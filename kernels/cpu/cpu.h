@@ -35,8 +35,8 @@ void rt_cpu_gemm(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t 
                  float *C, int64_t strideC);
 
 /* transformer.c */
-void rt_cpu_embedding(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out);
-void rt_cpu_embedding_bwd(int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dW);
+void rt_cpu_embedding(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *W, float *out);
+void rt_cpu_embedding_bwd(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *dout, float *dW);
 void rt_cpu_rmsnorm(int64_t rows, int64_t dim, const float *x, const float *w, float eps, float *y,
                     float *rstd);
 void rt_cpu_rmsnorm_bwd(int64_t rows, int64_t dim, const float *x, const float *w,

@@ -10,21 +10,28 @@
 
 #define TF_OMP_MIN 16384
 
-void rt_cpu_embedding(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out) {
+void rt_cpu_embedding(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *W,
+                      float *out) {
 #pragma omp parallel for schedule(static) if (n * dim >= TF_OMP_MIN)
-    for (int64_t i = 0; i < n; i++)
-        memcpy(out + i * dim, W + (int64_t)ids[i] * dim, (size_t)dim * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] >= 0 && ids[i] < V)
+            memcpy(out + i * dim, W + (int64_t)ids[i] * dim, (size_t)dim * sizeof(float));
+        else
+            for (int64_t c = 0; c < dim; c++) out[i * dim + c] = NAN;
+    }
 }
 
 #define EMB_COL_BLOCK 64
 
-void rt_cpu_embedding_bwd(int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dW) {
+void rt_cpu_embedding_bwd(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *dout,
+                          float *dW) {
     /* A token id can repeat, so split the work by columns, not by rows. */
     int64_t nblk = (dim + EMB_COL_BLOCK - 1) / EMB_COL_BLOCK;
 #pragma omp parallel for schedule(static) if (n * dim >= TF_OMP_MIN)
     for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t c0 = blk * EMB_COL_BLOCK, c1 = c0 + EMB_COL_BLOCK < dim ? c0 + EMB_COL_BLOCK : dim;
         for (int64_t i = 0; i < n; i++) {
+            if (ids[i] < 0 || ids[i] >= V) continue;
             float *dst = dW + (int64_t)ids[i] * dim;
             const float *src = dout + i * dim;
             for (int64_t c = c0; c < c1; c++) dst[c] += src[c];

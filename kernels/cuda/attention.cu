@@ -290,12 +290,12 @@ __global__ void attn_dkdv_kernel(Shape sh, const float *q, const float *k, const
 
 bool check_shape(const char *what, int64_t B, int64_t Tq, int64_t H, int64_t Hkv, int64_t Dh) {
     if (Dh < 1 || Dh > kMaxDh || Hkv < 1 || H % Hkv != 0) {
-        rt_errorf(RT_EINTERNAL, "cuda %s: head dim %lld (1..%d supported), %lld heads, %lld kv heads",
+        RT_CUDA_FAIL("cuda %s: head dim %lld (1..%d supported), %lld heads, %lld kv heads",
                   what, (long long)Dh, kMaxDh, (long long)H, (long long)Hkv);
         return false;
     }
     if (B > 65535 || H > 65535 || (Tq + kRows - 1) / kRows > 0x7fffffff) {
-        rt_errorf(RT_EINTERNAL, "cuda %s: batch %lld x heads %lld x length %lld exceeds the grid",
+        RT_CUDA_FAIL("cuda %s: batch %lld x heads %lld x length %lld exceeds the grid",
                   what, (long long)B, (long long)H, (long long)Tq);
         return false;
     }

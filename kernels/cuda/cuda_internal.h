@@ -7,8 +7,9 @@
 //     and the cudaMemcpy of k->upload / k->download are ordered with each
 //     other and a download sees every earlier kernel's result.
 //   - Kernels cannot return a status (kernels.h entries are void): a failed
-//     launch or a refused shape records a message with rt_errorf (see
-//     cuda_check.h) and the kernel returns without writing its outputs.
+//     launch, a failed library call or a refused shape records the process's
+//     device fault (kernels/fault.h, via cuda_check.h), which the ctx turns
+//     into an error at the next op; the kernel returns without writing.
 //   - Loops are grid-stride loops over int64_t indices, so any n works with
 //     a capped grid.
 //   - Sums that the CPU accumulates in double are accumulated in double here
@@ -37,7 +38,7 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 }
 
 // Records a failed launch (bad configuration, too much shared memory).
-#define RT_CUDA_LAUNCHED() RT_CUDA_CHECK(cudaGetLastError())
+#define RT_CUDA_LAUNCHED() rt_cuda_after_launch(__func__, __FILE__, __LINE__)
 
 #define RT_GRID_STRIDE(i, n)                                                        \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);       \
@@ -107,14 +108,18 @@ bool rt_cuda_all_finite(int64_t n, const float *x);
 void rt_cuda_rmsnorm_dw(int64_t rows, int64_t dim, const float *x, const float *rstd,
                         const float *dy, float *dw);
 
+// optim.cu
+void rt_cuda_adamw(int64_t n, const struct rt_adamw_scalars *s, float clip_coef, float *p,
+                   float *g, float *m, float *v);
+
 // gemm.cu
 void rt_cuda_gemm(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                   const float *A, int64_t strideA, const float *B, int64_t strideB, float beta,
                   float *C, int64_t strideC);
 
 // transformer.cu
-void rt_cuda_embedding(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out);
-void rt_cuda_embedding_bwd(int64_t n, int64_t dim, const int32_t *ids, const float *dout,
+void rt_cuda_embedding(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *W, float *out);
+void rt_cuda_embedding_bwd(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *dout,
                            float *dW);
 void rt_cuda_rmsnorm(int64_t rows, int64_t dim, const float *x, const float *w, float eps,
                      float *y, float *rstd);

@@ -25,9 +25,8 @@ void *scratch(size_t bytes) {
     scratch_bytes = 0;
     size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes + bytes / 4;
     if (cudaMalloc(&scratch_buf, want) != cudaSuccess) {
-        (void)cudaGetLastError(); // clear the sticky-free OOM error
         scratch_buf = nullptr;
-        rt_errorf(RT_EINTERNAL, "CUDA out of memory: %zu bytes of kernel scratch", want);
+        rt_cuda_oom("kernel scratch", want);
         return nullptr;
     }
     scratch_bytes = want;
@@ -40,7 +39,7 @@ bool allow_smem(const void *kernel, size_t bytes) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        rt_errorf(RT_EINTERNAL, "CUDA kernel needs %zu bytes of shared memory: %s", bytes,
+        RT_CUDA_FAIL("CUDA kernel needs %zu bytes of shared memory: %s", bytes,
                   cudaGetErrorString(e));
         return false;
     }
@@ -155,7 +154,7 @@ static void colsum(int64_t rows, int64_t cols, Term f, float *out) {
     const int64_t nchunks = (rows + chunk - 1) / chunk;
     const int64_t ctiles = (cols + kColTile - 1) / kColTile;
     if (ctiles > 0x7fffffff) {
-        rt_errorf(RT_EINTERNAL, "cuda column sum: %lld columns is too many", (long long)cols);
+        RT_CUDA_FAIL("cuda column sum: %lld columns is too many", (long long)cols);
         return;
     }
     double *partial = (double *)scratch((size_t)(nchunks * cols) * sizeof(double));
@@ -279,7 +278,7 @@ __global__ static void permute_kernel(int64_t n, Perm4 p, const float *x, float 
 
 void rt_cuda_permute(int ndim, const int64_t *shape, const int *perm, const float *x, float *out) {
     if (ndim < 1 || ndim > 4) {
-        rt_errorf(RT_EINTERNAL, "cuda permute: %d dims (1 to 4 supported)", ndim);
+        RT_CUDA_FAIL("cuda permute: %d dims (1 to 4 supported)", ndim);
         return;
     }
     // shape and perm are host arrays (the tensor structs live on the host).

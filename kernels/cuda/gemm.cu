@@ -37,15 +37,13 @@ static cublasHandle_t get_handle(void) {
     cublasHandle_t h = nullptr;
     cublasStatus_t s = cublasCreate(&h);
     if (s != CUBLAS_STATUS_SUCCESS) {
-        rt_errorf(RT_EINTERNAL, "cublasCreate: %s", cublasGetStatusString(s));
+        rt_fault_record("cuBLAS", "cublasCreate", __FILE__, __LINE__, cublasGetStatusString(s));
         return nullptr;
     }
     if (cudaMalloc(&workspace, kWorkspaceBytes) != cudaSuccess) {
-        (void)cudaGetLastError();
         workspace = nullptr;
         cublasDestroy(h);
-        rt_errorf(RT_EINTERNAL, "CUDA out of memory: %zu bytes of cuBLAS workspace",
-                  kWorkspaceBytes);
+        rt_cuda_oom("the cuBLAS workspace", kWorkspaceBytes);
         return nullptr;
     }
     cublasStatus_t s1 = cublasSetWorkspace(h, workspace, kWorkspaceBytes);
@@ -53,7 +51,7 @@ static cublasHandle_t get_handle(void) {
     cublasStatus_t s3 = cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST);
     if (s1 != CUBLAS_STATUS_SUCCESS || s2 != CUBLAS_STATUS_SUCCESS || s3 != CUBLAS_STATUS_SUCCESS) {
         cublasStatus_t bad = s1 != CUBLAS_STATUS_SUCCESS ? s1 : s2 != CUBLAS_STATUS_SUCCESS ? s2 : s3;
-        rt_errorf(RT_EINTERNAL, "cuBLAS handle setup: %s", cublasGetStatusString(bad));
+        rt_fault_record("cuBLAS", "handle setup", __FILE__, __LINE__, cublasGetStatusString(bad));
         cublasDestroy(h);
         RT_CUDA_CHECK(cudaFree(workspace));
         workspace = nullptr;
@@ -81,7 +79,7 @@ void rt_cuda_gemm(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t
         return;
     }
     if (M > INT_MAX || N > INT_MAX || K > INT_MAX || batch > INT_MAX) {
-        rt_errorf(RT_EINTERNAL, "cuda gemm: [%lld x %lld x %lld] x %lld exceeds cuBLAS's int sizes",
+        RT_CUDA_FAIL("cuda gemm: [%lld x %lld x %lld] x %lld exceeds cuBLAS's int sizes",
                   (long long)M, (long long)N, (long long)K, (long long)batch);
         return;
     }

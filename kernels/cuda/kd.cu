@@ -394,7 +394,7 @@ void rt_cuda_kd_topk(int64_t N, int64_t V, int64_t K, const float *t, float T, i
                      float *logp) {
     if (N <= 0 || V <= 0 || K <= 0) return;
     if (K > V || V > 0x7fffffff) {
-        rt_errorf(RT_EINTERNAL, "cuda kd_topk: k %lld, vocabulary %lld", (long long)K,
+        RT_CUDA_FAIL("cuda kd_topk: k %lld, vocabulary %lld", (long long)K,
                   (long long)V);
         return;
     }

@@ -86,10 +86,8 @@ const float *device_scales(const rt_nf4_state *st) {
     }
     e.n_blocks = 0; // invalid until filled
     if (!e.scales && cudaMalloc(&e.scales, (size_t)st->n_blocks * sizeof(float)) != cudaSuccess) {
-        (void)cudaGetLastError();
         e.scales = nullptr;
-        rt_errorf(RT_EINTERNAL, "CUDA out of memory: %lld NF4 block scales",
-                  (long long)st->n_blocks);
+        rt_cuda_oom("NF4 block scales", (size_t)st->n_blocks * sizeof(float));
         return nullptr;
     }
     std::vector<float> host((size_t)st->n_blocks);
@@ -98,7 +96,8 @@ const float *device_scales(const rt_nf4_state *st) {
     // `host` may go out of scope right after.
     if (cudaMemcpy(e.scales, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice) !=
         cudaSuccess) {
-        rt_errorf(RT_EINTERNAL, "NF4 scales upload: %s", cudaGetErrorString(cudaGetLastError()));
+        rt_fault_record("CUDA", "NF4 scales upload", __FILE__, __LINE__,
+                        cudaGetErrorString(cudaGetLastError()));
         return nullptr;
     }
     e.n = st->n;
@@ -132,7 +131,7 @@ void rt_cuda_nf4_dequant_rows(const uint8_t *packed, const struct rt_nf4_state *
     const int64_t e0 = r0 * cols, n = (r1 - r0) * cols;
     if (n <= 0) return;
     if (!st || st->blocksize <= 0 || st->n_blocks <= 0 || r1 * cols > st->n) {
-        rt_errorf(RT_EINTERNAL, "cuda nf4 dequant: rows [%lld, %lld) x %lld outside the weight",
+        RT_CUDA_FAIL("cuda nf4 dequant: rows [%lld, %lld) x %lld outside the weight",
                   (long long)r0, (long long)r1, (long long)cols);
         return;
     }

@@ -23,16 +23,29 @@ static int cuda_device_count(void) {
 
 static void *cuda_malloc(size_t bytes) {
     void *p = nullptr;
-    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        // Not a fault: the caller (arena, tensor, optimizer) reports it and
+        // may recover; CUDA does not keep this error.
+        (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;
-        cudaMemGetInfo(&free_b, &total_b);
-        rt_errorf(RT_EINTERNAL, "CUDA out of memory: asked for %zu bytes, %zu of %zu free", bytes,
-                  free_b, total_b);
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+            (void)cudaGetLastError();
+            free_b = total_b = 0;
+        }
+        char msg[512];
+        rt_errorf(RT_EINTERNAL, "%s",
+                  rt_oom_message(msg, sizeof msg, "device memory", bytes, free_b, total_b));
+        return nullptr;
+    }
+    if (e != cudaSuccess) { // a broken context, not a lack of memory
+        rt_fault_record("CUDA", "cudaMalloc", __FILE__, __LINE__, cudaGetErrorString(e));
         return nullptr;
     }
     return p;
 }
 static void cuda_free(void *p) { RT_CUDA_CHECK(cudaFree(p)); }
+static void cuda_synchronize(void) { RT_CUDA_CHECK(cudaDeviceSynchronize()); }
 static void cuda_zero(void *p, size_t bytes) { RT_CUDA_CHECK(cudaMemset(p, 0, bytes)); }
 static void cuda_copy(void *dst, const void *src, size_t bytes) {
     RT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
@@ -62,7 +75,7 @@ __global__ static void convert_kernel(int64_t n, const void *src, int sdt, void 
 static void cuda_convert(int64_t n, const void *src, int sdt, void *dst, int ddt) {
     if (n <= 0) return;
     convert_kernel<<<(unsigned)((n + 255) / 256), 256>>>(n, src, sdt, dst, ddt);
-    RT_CUDA_CHECK(cudaGetLastError());
+    RT_CUDA_LAUNCHED();
 }
 
 // Filled by name, not by position: several entries share a signature
@@ -75,6 +88,7 @@ static rt_kernels make_table(void) {
     k.malloc = cuda_malloc;
     k.free = cuda_free;
     k.zero = cuda_zero;
+    k.synchronize = cuda_synchronize;
     k.copy = cuda_copy;
     k.upload = cuda_upload;
     k.download = cuda_download;
@@ -113,6 +127,7 @@ static rt_kernels make_table(void) {
     k.kd_topk_loss = rt_cuda_kd_topk_loss;
     k.kd_topk_loss_bwd = rt_cuda_kd_topk_loss_bwd;
     k.kd_topk = rt_cuda_kd_topk;
+    k.adamw = rt_cuda_adamw;
     k.sumsq = rt_cuda_sumsq;
     k.all_finite = rt_cuda_all_finite;
     return k;

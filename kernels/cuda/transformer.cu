@@ -8,35 +8,66 @@ using namespace rt_cuda;
 
 // ---- embedding -----------------------------------------------------------------
 
-__global__ static void embedding_kernel(int64_t n, int64_t dim, const int32_t *ids,
+// The first out-of-range id (position and value packed in one word) seen by
+// a launch; ~0 when none. Checked (one small synchronous read) after each
+// launch, so a bad id is a fault naming itself instead of a wild read or an
+// atomicAdd outside dW.
+__device__ static unsigned long long emb_bad = ~0ull;
+
+__device__ static bool emb_ok(int64_t i, int32_t id, int64_t V) {
+    if (id >= 0 && id < V) return true;
+    const unsigned long long w = ((unsigned long long)(uint32_t)id << 32) | (uint32_t)i;
+    atomicCAS(&emb_bad, ~0ull, w);
+    return false;
+}
+
+__global__ static void embedding_kernel(int64_t n, int64_t dim, int64_t V, const int32_t *ids,
                                         const float *W, float *out) {
     RT_GRID_STRIDE(e, n * dim) {
         int64_t i = e / dim, c = e % dim;
-        out[e] = W[(int64_t)ids[i] * dim + c];
+        const int32_t id = ids[i];
+        out[e] = emb_ok(i, id, V) ? W[(int64_t)id * dim + c] : __int_as_float(0x7fc00000);
     }
 }
 
 // A token id can repeat within a batch, so rows of dW are shared: atomicAdd.
 // The order of those additions varies between runs (f32 rounding only).
-__global__ static void embedding_bwd_kernel(int64_t n, int64_t dim, const int32_t *ids,
+__global__ static void embedding_bwd_kernel(int64_t n, int64_t dim, int64_t V, const int32_t *ids,
                                             const float *dout, float *dW) {
     RT_GRID_STRIDE(e, n * dim) {
         int64_t i = e / dim, c = e % dim;
-        atomicAdd(dW + (int64_t)ids[i] * dim + c, dout[e]);
+        const int32_t id = ids[i];
+        if (emb_ok(i, id, V)) atomicAdd(dW + (int64_t)id * dim + c, dout[e]);
     }
 }
 
-void rt_cuda_embedding(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out) {
-    if (n <= 0 || dim <= 0) return;
-    embedding_kernel<<<grid_for(n * dim), kThreads>>>(n, dim, ids, W, out);
-    RT_CUDA_LAUNCHED();
+static void check_ids(const char *what, int64_t V) {
+    unsigned long long bad = ~0ull;
+    if (cudaMemcpyFromSymbol(&bad, emb_bad, sizeof bad) != cudaSuccess) {
+        RT_CUDA_LAUNCHED(); // records whatever broke
+        return;
+    }
+    if (bad == ~0ull) return;
+    const unsigned long long none = ~0ull;
+    RT_CUDA_CHECK(cudaMemcpyToSymbol(emb_bad, &none, sizeof none));
+    RT_CUDA_FAIL("cuda %s: token id %d at position %u is outside the vocabulary [0, %lld)", what,
+                 (int)(int32_t)(bad >> 32), (unsigned)(bad & 0xffffffffu), (long long)V);
 }
 
-void rt_cuda_embedding_bwd(int64_t n, int64_t dim, const int32_t *ids, const float *dout,
-                           float *dW) {
+void rt_cuda_embedding(int64_t n, int64_t dim, int64_t V, const int32_t *ids, const float *W,
+                       float *out) {
     if (n <= 0 || dim <= 0) return;
-    embedding_bwd_kernel<<<grid_for(n * dim), kThreads>>>(n, dim, ids, dout, dW);
+    embedding_kernel<<<grid_for(n * dim), kThreads>>>(n, dim, V, ids, W, out);
     RT_CUDA_LAUNCHED();
+    check_ids("embedding", V);
+}
+
+void rt_cuda_embedding_bwd(int64_t n, int64_t dim, int64_t V, const int32_t *ids,
+                           const float *dout, float *dW) {
+    if (n <= 0 || dim <= 0) return;
+    embedding_bwd_kernel<<<grid_for(n * dim), kThreads>>>(n, dim, V, ids, dout, dW);
+    RT_CUDA_LAUNCHED();
+    check_ids("embedding backward", V);
 }
 
 // ---- RMSNorm (Zhang & Sennrich 2019; HF LlamaRMSNorm) ------------------------------

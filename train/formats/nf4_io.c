@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "kernels/fault.h"
 #include "kernels/kernels.h"
 #include "train/formats/half.h"
 #include "train/formats/llama_config.h"
@@ -570,16 +571,18 @@ rt_status rt_nf4_load_tensor(const rt_weights *w, const char *name, const int64_
     rt_tensor *t = NULL;
     if (keep_nf4) {
         rt_nf4_state *hs = malloc(sizeof *hs);
-        if (dev != RT_CPU)
-            s = rt_errorf(RT_EINPUT, "%s: NF4 weights on %s are not supported by this build yet",
-                          rt_weights_source(w), rt_device_name(dev));
-        else if (!hs || !(t = rt_tensor_new(RT_CPU, RT_NF4, 2, shape)))
+        if (!hs || !(t = rt_tensor_new(RT_CPU, RT_NF4, 2, shape)))
             s = rt_errorf(RT_EINTERNAL, "out of memory loading %s", name);
         if (s == RT_OK) {
             memcpy(t->data, packed, (size_t)rt_nf4_packed_bytes(st.n));
             *hs = st; /* the tensor takes the state's arrays */
             memset(&st, 0, sizeof st);
             t->nf4 = hs;
+            s = rt_nf4_tensor_to(&t, dev);
+            if (s != RT_OK) {
+                rt_nf4_state_free(t->nf4);
+                free(t->nf4);
+            }
         } else {
             free(hs);
         }
@@ -601,5 +604,24 @@ rt_status rt_nf4_load_tensor(const rt_weights *w, const char *name, const int64_
         return s;
     }
     *out = t;
+    return RT_OK;
+}
+
+rt_status rt_nf4_tensor_to(rt_tensor **t, rt_device dev) {
+    rt_tensor *h = *t;
+    if (dev == h->device) return RT_OK;
+    if (h->device != RT_CPU || h->dtype != RT_NF4 || !h->nf4)
+        return rt_errorf(RT_EINTERNAL, "rt_nf4_tensor_to: not an NF4 tensor on the CPU");
+    rt_tensor *d = rt_tensor_new(dev, RT_NF4, h->ndim, h->shape);
+    if (!d) return RT_EINTERNAL;
+    rt_kernels_for(dev)->upload(d->data, h->data, rt_nbytes(h));
+    if (rt_fault_status() != RT_OK) {
+        rt_tensor_free(d);
+        return rt_errorf(RT_EINTERNAL, "%s", rt_fault_message());
+    }
+    d->nf4 = h->nf4;
+    d->name = h->name;
+    rt_tensor_free(h); /* the codes only: the state now belongs to d */
+    *t = d;
     return RT_OK;
 }

@@ -105,11 +105,21 @@ rt_status rt_nf4_weight_dtype(const rt_weights *w, const char *weight_name, rt_s
  * CPU holding the checkpoint's own codes and state (t->nf4 malloc'd; free
  * the state with rt_nf4_state_free + free, then rt_tensor_free) when
  * keep_nf4, else the dequantized f32 weight on `dev` — and sets *found.
- * When the weight is plain, *found = false and *out is untouched. Errors:
- * those of rt_nf4_from_weights; RT_EINPUT for keep_nf4 on a device other
- * than the CPU; RT_EINTERNAL on OOM. */
+ * When the weight is plain, *found = false and *out is untouched. With
+ * keep_nf4 on another device the codes are uploaded (rt_nf4_tensor_to).
+ * Errors: those of rt_nf4_from_weights; RT_EINTERNAL on OOM. */
 rt_status rt_nf4_load_tensor(const rt_weights *w, const char *name, const int64_t shape[2],
                              bool keep_nf4, rt_device dev, rt_tensor **out, bool *found);
+
+/* Moves an RT_NF4 tensor built on the CPU (packed codes + its host
+ * rt_nf4_state in t->nf4, e.g. quantized there) to `dev`: the packed codes
+ * are uploaded and the state stays in host memory, attached to the new
+ * tensor; the device kernel derives each block's fp32 scale from it (double
+ * quantization included, rt_nf4_absmax) and caches them on the device
+ * (kernels/cuda/nf4.cu). *t is replaced by the device tensor and the host
+ * codes are freed; a no-op for dev == RT_CPU. On error *t is unchanged.
+ * Errors: RT_EINTERNAL on OOM or a device fault during the upload. */
+rt_status rt_nf4_tensor_to(rt_tensor **t, rt_device dev);
 
 /* ---- helpers shared by nf4_io.c and train/model/merge.c ------------------ */
 

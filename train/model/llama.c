@@ -98,6 +98,8 @@ static rt_status load_dense(const rt_weights *w, const char *name, int ndim, con
     return RT_OK;
 }
 
+static void free_frozen(rt_tensor *t);
+
 /* A frozen projection weight, quantized to NF4 when asked. */
 static rt_status load_proj(const rt_weights *w, const char *name, const int64_t *shape,
                            const rt_llama_opts *o, rt_tensor **out) {
@@ -107,9 +109,8 @@ static rt_status load_proj(const rt_weights *w, const char *name, const int64_t 
     RT_TRY(rt_nf4_load_tensor(w, name, shape, o->load_in_4bit, o->device, out, &nf4));
     if (nf4) return RT_OK;
     if (!o->load_in_4bit) return load_dense(w, name, 2, shape, o->device, out);
-    if (o->device != RT_CPU)
-        return rt_errorf(RT_EINPUT, "load_in_4bit on %s is not supported by this build yet",
-                         rt_device_name(o->device));
+    /* Quantized on the host (bitsandbytes' arithmetic, kernels/cpu/nf4.c),
+     * then the packed codes uploaded (rt_nf4_tensor_to). */
     rt_tensor *f;
     RT_TRY(load_dense(w, name, 2, shape, RT_CPU, &f));
     rt_tensor *q = rt_tensor_new(RT_CPU, RT_NF4, 2, shape);
@@ -124,6 +125,10 @@ static rt_status load_proj(const rt_weights *w, const char *name, const int64_t 
         return s;
     }
     q->nf4 = st;
+    if ((s = rt_nf4_tensor_to(&q, o->device)) != RT_OK) {
+        free_frozen(q);
+        return s;
+    }
     *out = q;
     return RT_OK;
 }

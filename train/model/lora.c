@@ -50,10 +50,16 @@ rt_status rt_lora_merged_weight(const rt_lora_linear *l, float *out) {
     const rt_tensor *W = l->weight;
     int64_t rows = W->shape[0], cols = W->shape[1];
     const rt_kernels *k = rt_kernels_for(W->device);
-    if (W->dtype == RT_NF4) {
-        if (W->device != RT_CPU)
-            return rt_errorf(RT_EINTERNAL, "merge: NF4 weights on %s", rt_device_name(W->device));
+    if (W->dtype == RT_NF4 && W->device == RT_CPU) {
         rt_nf4_dequantize(W->data, W->nf4, out);
+    } else if (W->dtype == RT_NF4) {
+        /* Packed codes on the device, the state on the host (kernels/nf4.h). */
+        size_t nb = (size_t)rt_nf4_packed_bytes(W->nf4->n);
+        uint8_t *packed = malloc(nb);
+        if (!packed) return rt_errorf(RT_EINTERNAL, "out of memory merging LoRA");
+        k->download(packed, W->data, nb);
+        rt_nf4_dequantize(packed, W->nf4, out);
+        free(packed);
     } else {
         k->download(out, W->data, (size_t)rows * cols * sizeof(float));
     }
