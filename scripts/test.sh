@@ -3,7 +3,7 @@
 # (scripts/check_layout.py), run every test with
 # ctest, then build again with AddressSanitizer + UndefinedBehaviorSanitizer
 # (CPU only, build-asan/) and run every test there too.
-# RETORT_SANITIZE=0 skips the sanitizer pass.
+# RETORT_SANITIZE=0 skips the sanitizer pass, RETORT_INTEROP=0 the interop tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,6 +13,12 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 jobs=$(nproc)
 echo "== tests (build/)"
 (cd build && ctest --output-on-failure -j"$jobs")
+# PEFT, transformers, bitsandbytes, tokenizers, gguf-py, llama.cpp read what
+# retort writes (a venv from pinned wheels; RETORT_INTEROP=0 skips).
+if [ "${RETORT_INTEROP:-1}" != "0" ]; then
+  echo "== interop tests (tests/interop/run.sh)"
+  bash tests/interop/run.sh
+fi
 if [ "${RETORT_SANITIZE:-1}" != "0" ]; then
   echo "== tests under ASan+UBSan (build-asan/)"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DRETORT_SANITIZE=ON -DRETORT_CUDA=OFF >/dev/null

@@ -4,21 +4,44 @@
 
 rt_status rt_eval_stream(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t n, int seq_len,
                          int batch, double *nll_sum, int64_t *n_predicted) {
+    return rt_eval_stream_dump(ctx, m, tokens, n, seq_len, batch, NULL, nll_sum, n_predicted);
+}
+
+/* The records (id, pos, logits) of one forward's positions with a real label. */
+static rt_status dump_rows(FILE *f, const float *logits, const int32_t *ids, const int32_t *pos,
+                           const int32_t *labels, int rows, int64_t vocab) {
+    for (int i = 0; i < rows; i++) {
+        if (labels[i] == RT_IGNORE_INDEX) continue;
+        if (fwrite(&ids[i], 4, 1, f) != 1 || fwrite(&pos[i], 4, 1, f) != 1 ||
+            fwrite(logits + (size_t)i * (size_t)vocab, 4, (size_t)vocab, f) != (size_t)vocab)
+            return rt_errorf(RT_EINPUT, "--dump-logits: write failed");
+    }
+    return RT_OK;
+}
+
+rt_status rt_eval_stream_dump(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t n,
+                              int seq_len, int batch, FILE *dump, double *nll_sum,
+                              int64_t *n_predicted) {
     *nll_sum = 0;
     *n_predicted = 0;
     if (seq_len < 2) return rt_errorf(RT_EINPUT, "--seq-len must be at least 2");
     const int T = seq_len - 1; /* predictions per full window */
+    const int64_t V = m->cfg.vocab_size;
     size_t n_windows = (n + (size_t)seq_len - 1) / (size_t)seq_len;
     int32_t *ids = malloc((size_t)batch * T * sizeof *ids);
     int32_t *labels = malloc((size_t)batch * T * sizeof *labels);
     int32_t *pos = malloc((size_t)batch * T * sizeof *pos);
-    if (!ids || !labels || !pos) {
-        free(ids), free(labels), free(pos);
+    float *host = dump ? malloc((size_t)batch * T * (size_t)V * sizeof *host) : NULL;
+    if (!ids || !labels || !pos || (dump && !host)) {
+        free(ids), free(labels), free(pos), free(host);
         return rt_errorf(RT_EINTERNAL, "out of memory");
     }
+    const char magic[8] = {'R', 'T', 'L', 'O', 'G', 'I', 'T', '1'};
+    rt_status s = RT_OK;
+    if (dump && (fwrite(magic, 1, 8, dump) != 8 || fwrite(&V, 8, 1, dump) != 1))
+        s = rt_errorf(RT_EINPUT, "--dump-logits: write failed");
     bool no_grad = ctx->no_grad;
     ctx->no_grad = true;
-    rt_status s = RT_OK;
     for (size_t w0 = 0; w0 < n_windows && s == RT_OK; w0 += (size_t)batch) {
         int B = (int)(n_windows - w0 < (size_t)batch ? n_windows - w0 : (size_t)batch);
         for (int b = 0; b < B; b++) {
@@ -45,9 +68,13 @@ rt_status rt_eval_stream(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t
         if ((s = rt_to_host(ctx, loss, &v)) != RT_OK) break;
         *nll_sum += v;
         for (int i = 0; i < B * T; i++) *n_predicted += labels[i] != RT_IGNORE_INDEX;
+        if (dump) {
+            rt_to_host(ctx, logits, host);
+            s = dump_rows(dump, host, ids, pos, labels, B * T, V);
+        }
     }
     rt_ctx_reset(ctx);
     ctx->no_grad = no_grad;
-    free(ids), free(labels), free(pos);
+    free(ids), free(labels), free(pos), free(host);
     return s;
 }

@@ -2,6 +2,8 @@
 #ifndef RT_EVALUATE_H
 #define RT_EVALUATE_H
 
+#include <stdio.h>
+
 #include "train/model/llama.h"
 
 /* Cuts tokens[n] into non-overlapping windows of seq_len tokens (the last may
@@ -11,5 +13,18 @@
  * summed negative log-likelihood (nats) and the number of predicted tokens. */
 rt_status rt_eval_stream(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t n, int seq_len,
                          int batch, double *nll_sum, int64_t *n_predicted);
+
+/* rt_eval_stream that also writes the logits of every predicted position to
+ * `dump` (NULL: none), for comparing retort with another implementation
+ * (tests/interop). The file, little-endian, streamed as it is computed:
+ *   char magic[8] = "RTLOGIT1"; int64 vocab;
+ *   then one record per predicted position, in token-stream order, to EOF:
+ *     int32 id;   the input token at this position
+ *     int32 pos;  its position in its window (0 starts a window)
+ *     float32 logits[vocab];  the f32 logits predicting the next token
+ * RT_EINPUT when writing fails. */
+rt_status rt_eval_stream_dump(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t n,
+                              int seq_len, int batch, FILE *dump, double *nll_sum,
+                              int64_t *n_predicted);
 
 #endif

@@ -1,5 +1,6 @@
 /* retort eval --model M [--tokenizer T] --data FILE [--seq-len N]
- *             [--adapter DIR] [--batch B] [--device D] [--json] */
+ *             [--adapter DIR] [--batch B] [--device D] [--json]
+ *             [--dump-logits FILE]  (every position's logits; format in evaluate.h) */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,12 +22,13 @@ static double now_s(void) {
 
 int rt_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *tokenizer = NULL, *data = NULL, *seq = NULL, *adapter = NULL,
-               *batch_s = NULL, *device = NULL;
+               *batch_s = NULL, *device = NULL, *dump_path = NULL;
     bool json = false;
     const rt_cli_opt opts[] = {
         {"--model", &model, NULL},     {"--tokenizer", &tokenizer, NULL}, {"--data", &data, NULL},
         {"--seq-len", &seq, NULL},     {"--adapter", &adapter, NULL},     {"--batch", &batch_s, NULL},
         {"--device", &device, NULL},   {"--json", NULL, &json},
+        {"--dump-logits", &dump_path, NULL},
     };
     int n_pos;
     rt_status s = rt_cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, &n_pos);
@@ -45,6 +47,7 @@ int rt_cmd_eval(int argc, char **argv) {
     rt_llama *m = NULL;
     rt_tokenizer *tok = NULL;
     rt_ctx *ctx = NULL;
+    FILE *dump = NULL;
     s = rt_read_file(data, "data file", &text, &len);
     if (s == RT_OK) s = rt_cli_load(model, tokenizer, adapter, dev, &m, &tok);
     if (s == RT_OK) {
@@ -53,13 +56,17 @@ int rt_cmd_eval(int argc, char **argv) {
     }
     if (s == RT_OK && n_ids < 2) s = rt_errorf(RT_EINPUT, "%s: too little text to evaluate", data);
     if (s == RT_OK && !(ctx = rt_ctx_new(dev, 0))) s = RT_EINTERNAL;
+    if (s == RT_OK && dump_path && !(dump = fopen(dump_path, "wb")))
+        s = rt_errorf(RT_EINPUT, "%s: cannot create logits file: %s", dump_path, strerror(errno));
     double nll = 0;
     int64_t count = 0;
     double t0 = now_s();
     if (s == RT_OK) {
         if (seq_len == 0) seq_len = m->cfg.max_position_embeddings;
-        s = rt_eval_stream(ctx, m, ids, n_ids, (int)seq_len, (int)batch, &nll, &count);
+        s = rt_eval_stream_dump(ctx, m, ids, n_ids, (int)seq_len, (int)batch, dump, &nll, &count);
     }
+    if (dump && fclose(dump) != 0 && s == RT_OK)
+        s = rt_errorf(RT_EINPUT, "%s: cannot write logits file", dump_path);
     double dt = now_s() - t0;
     if (s == RT_OK) {
         double mean = nll / (double)count;

@@ -15,7 +15,7 @@ typedef struct {
 static const command commands[] = {
     {"finetune", rt_cmd_finetune, "RECIPE.yaml [key=value ...] [--device D]   QLoRA/LoRA fine-tune, writes a PEFT adapter"},
     {"distill", rt_cmd_distill, "RECIPE.yaml [key=value ...] [--device D]    distill a student from a teacher"},
-    {"eval", rt_cmd_eval, "--model M [--tokenizer T] --data FILE [--seq-len N] [--adapter DIR] [--device D] [--json]"},
+    {"eval", rt_cmd_eval, "--model M [--tokenizer T] --data FILE [--seq-len N] [--adapter DIR] [--device D] [--json] [--dump-logits FILE]"},
     {"generate", rt_cmd_generate, "--model M [--tokenizer T] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] [--adapter DIR] [--device D]"},
     {"merge", rt_cmd_merge, "--model M --adapter DIR --out DIR   fold a LoRA adapter into the weights"},
     {"quantize", rt_cmd_quantize, "--model M [--tokenizer T] --out DIR   write NF4 weights (bitsandbytes layout)"},

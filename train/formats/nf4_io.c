@@ -299,7 +299,9 @@ static rt_status write_config(const rt_llama_config *cfg, const char *path, bool
               cJSON_AddBoolToObject(q, "llm_int8_enable_fp32_cpu_offload", false) &&
               cJSON_AddBoolToObject(q, "llm_int8_has_fp16_weight", false) &&
               cJSON_AddNullToObject(q, "llm_int8_skip_modules") &&
-              cJSON_AddNumberToObject(q, "llm_int8_threshold", 6.0) &&
+              /* raw "6.0": cJSON prints 6.0 as 6, and transformers'
+               * BitsAndBytesConfig rejects an int threshold */
+              cJSON_AddRawToObject(q, "llm_int8_threshold", "6.0") &&
               cJSON_AddBoolToObject(q, "load_in_4bit", true) &&
               cJSON_AddBoolToObject(q, "load_in_8bit", false) &&
               cJSON_AddStringToObject(q, "quant_method", "bitsandbytes");

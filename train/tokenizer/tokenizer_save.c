@@ -53,6 +53,14 @@ static cJSON *obj_type(const char *type) {
     return o;
 }
 
+/* One item of a TemplateProcessing template: {"<kind>": {"id", "type_id"}}. */
+static void template_piece(cJSON *arr, const char *kind, const char *id, int type_id) {
+    cJSON *o = cJSON_CreateObject(), *in = cJSON_AddObjectToObject(o, kind);
+    cJSON_AddStringToObject(in, "id", id);
+    cJSON_AddNumberToObject(in, "type_id", type_id);
+    cJSON_AddItemToArray(arr, o);
+}
+
 static cJSON *replace_obj(const char *from, const char *to) {
     cJSON *o = obj_type("Replace"), *pat = cJSON_AddObjectToObject(o, "pattern");
     cJSON_AddStringToObject(pat, "String", from);
@@ -96,16 +104,17 @@ static cJSON *build_json(const rt_tokenizer *t, char **names) {
         cJSON_AddItemToObject(root, "pre_tokenizer", pre);
     }
     if (sp && t->add_bos && t->bos >= 0) {
+        /* Llama's template: "<s> $A" and, for pairs, "<s> $A <s> $B" (type 1);
+         * tokenizers refuses a TemplateProcessing without "pair". */
         cJSON *pp = obj_type("TemplateProcessing");
         cJSON *single = cJSON_AddArrayToObject(pp, "single");
-        cJSON *st = cJSON_CreateObject(), *sti = cJSON_AddObjectToObject(st, "SpecialToken");
-        cJSON_AddStringToObject(sti, "id", names[t->bos]);
-        cJSON_AddNumberToObject(sti, "type_id", 0);
-        cJSON_AddItemToArray(single, st);
-        cJSON *seq = cJSON_CreateObject(), *seqi = cJSON_AddObjectToObject(seq, "Sequence");
-        cJSON_AddStringToObject(seqi, "id", "A");
-        cJSON_AddNumberToObject(seqi, "type_id", 0);
-        cJSON_AddItemToArray(single, seq);
+        template_piece(single, "SpecialToken", names[t->bos], 0);
+        template_piece(single, "Sequence", "A", 0);
+        cJSON *pair = cJSON_AddArrayToObject(pp, "pair");
+        template_piece(pair, "SpecialToken", names[t->bos], 0);
+        template_piece(pair, "Sequence", "A", 0);
+        template_piece(pair, "SpecialToken", names[t->bos], 1);
+        template_piece(pair, "Sequence", "B", 1);
         cJSON *spec = cJSON_AddObjectToObject(pp, "special_tokens");
         cJSON *b = cJSON_AddObjectToObject(spec, names[t->bos]);
         cJSON_AddStringToObject(b, "id", names[t->bos]);

@@ -1,0 +1,78 @@
+"""llama.cpp (llama-cpp-python) runs the GGUF files retort exports.
+
+- stories260K exported as an f32 GGUF (`retort export gguf --type f32`) plus
+  retort's adapter as a llama.cpp LoRA (`retort export gguf-lora`), and the
+  merged model (`retort export gguf --adapter`), give the next-token logits of
+  `retort eval --adapter` on the same tokens. Both sides compute in f32 but
+  ggml sums in another order: max |retort - llama.cpp| / max |llama.cpp| <= 1e-3.
+- SmolLM2-135M (when $RETORT_CACHE holds its GGUF): its Q4_1 base plus
+  retort's GGUF LoRA. llama.cpp multiplies Q4_1 weights with activations it
+  rounds to Q8_1 blocks, retort with the dequantized f32 weights, so the
+  tolerance is the size of that activation rounding: <= 3e-2 relative.
+Each check skips, saying why, while retort has no `export` command.
+"""
+import numpy as np
+import pytest
+
+from conftest import (MOBY, record, rel_err, require_command, retort, retort_eval_logits,
+                      smollm2_gguf)
+
+TOL_F32 = 1e-3
+TOL_Q4_1 = 3e-2
+SEQ = 128
+
+
+def llama_cpp_logits(model_path, ids, pos, lora=None):
+    """llama.cpp's logits for every position of retort's windows (each window
+    evaluated from an empty context)."""
+    from llama_cpp import Llama
+    starts = list(np.flatnonzero(pos == 0)) + [len(ids)]
+    n_ctx = max(b - a for a, b in zip(starts[:-1], starts[1:])) + 8
+    llm = Llama(model_path=str(model_path), lora_path=str(lora) if lora else None, n_ctx=n_ctx,
+                n_batch=n_ctx, logits_all=True, n_threads=2, seed=0, verbose=False)
+    outs = []
+    for a, b in zip(starts[:-1], starts[1:]):
+        llm.reset()
+        llm.eval([int(t) for t in ids[a:b]])
+        outs.append(np.array(llm.scores[:b - a], dtype=np.float32))
+    return np.concatenate(outs)
+
+
+def export_requirements():
+    require_command("export", "GGUF export, issue #12")
+
+
+def test_llama_cpp_base_plus_lora(work, stories_hf, retort_adapter, text_file):
+    export_requirements()
+    base = work / "stories260K-f32.gguf"
+    lora = work / "retort-adapter.gguf"
+    retort("export", "gguf", "--model", stories_hf, "--type", "f32", "--out", base)
+    retort("export", "gguf-lora", "--adapter", retort_adapter, "--model", stories_hf, "--out", lora)
+    ids, pos, got = retort_eval_logits(work, stories_hf, text_file, SEQ, adapter=retort_adapter,
+                                       name="llama-cpp-lora")
+    ref = llama_cpp_logits(base, ids, pos, lora=lora)
+    assert rel_err(llama_cpp_logits(base, ids, pos), ref) > 10 * TOL_F32, "the LoRA changes nothing"
+    record("llama.cpp: stories260K f32 GGUF + retort's GGUF LoRA", rel_err(got, ref), TOL_F32)
+
+
+def test_llama_cpp_merged(work, stories_hf, retort_adapter, text_file):
+    export_requirements()
+    merged = work / "stories260K-merged-f32.gguf"
+    retort("export", "gguf", "--model", stories_hf, "--adapter", retort_adapter, "--type", "f32",
+           "--out", merged)
+    ids, pos, got = retort_eval_logits(work, stories_hf, text_file, SEQ, adapter=retort_adapter,
+                                       name="llama-cpp-merged")
+    record("llama.cpp: stories260K merged f32 GGUF (export gguf --adapter)",
+           rel_err(got, llama_cpp_logits(merged, ids, pos)), TOL_F32)
+
+
+def test_llama_cpp_smollm2_lora(work, smollm2_adapter):
+    export_requirements()
+    base = smollm2_gguf()
+    adapter, text = smollm2_adapter
+    lora = work / "smollm2-adapter.gguf"
+    retort("export", "gguf-lora", "--adapter", adapter, "--model", base, "--out", lora)
+    ids, pos, got = retort_eval_logits(work, base, text, 64, adapter=adapter,
+                                       name="llama-cpp-smollm2")
+    record("llama.cpp: SmolLM2-135M Q4_1 GGUF + retort's GGUF LoRA",
+           rel_err(got, llama_cpp_logits(base, ids, pos, lora=lora)), TOL_Q4_1)
