@@ -1,0 +1,49 @@
+/* retort export gguf-tensors IN.gguf --out OUT.safetensors
+ *
+ * GGUF outputs and views. gguf-tensors writes every tensor of a GGUF file
+ * dequantized to F32 (train/formats/gguf.h), under its GGUF name with the
+ * shape in numpy order (ne reversed), for checking retort's dequantization
+ * against gguf-py (tests/interop/test_gguf_dequant.py). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/cli.h"
+#include "train/commands.h"
+#include "train/formats/gguf.h"
+#include "train/safetensors.h"
+
+static rt_status export_tensors(const char *in, const char *out) {
+    rt_gguf *g;
+    RT_TRY(rt_gguf_open(in, &g));
+    rt_st_list l = {0};
+    rt_status s = RT_OK;
+    for (size_t i = 0; i < rt_gguf_tensor_count(g) && !s; i++) {
+        const rt_gguf_tensor *t = rt_gguf_tensor_at(g, i);
+        const int64_t n = rt_gguf_tensor_numel(t);
+        float *f = malloc(n ? (size_t)n * sizeof *f : 1);
+        if (!f) { s = rt_errorf(RT_EINTERNAL, "%s: out of memory", in); break; }
+        if ((s = rt_st_list_own(&l, f))) break;
+        if ((s = rt_ggml_dequantize(t->type, t->data, f, n))) break;
+        int64_t shape[RT_GGUF_MAX_DIMS];
+        for (int d = 0; d < t->n_dims; d++) shape[d] = t->ne[t->n_dims - 1 - d];
+        s = rt_st_list_add(&l, t->name, RT_ST_F32, t->n_dims, shape, f);
+    }
+    if (!s) s = rt_st_write(out, l.t, l.n, NULL);
+    rt_st_list_free(&l);
+    rt_gguf_close(g);
+    return s;
+}
+
+int rt_cmd_export(int argc, char **argv) {
+    const char *out = NULL;
+    const rt_cli_opt opts[] = {{"--out", &out, NULL}};
+    const char *pos[2];
+    int n_pos = 0;
+    rt_status s = rt_cli_parse(argc, argv, opts, 1, pos, 2, &n_pos);
+    if (s == RT_OK && (n_pos != 2 || strcmp(pos[0], "gguf-tensors") || !out))
+        s = rt_errorf(RT_EINPUT, "usage: retort export gguf-tensors IN.gguf --out OUT.safetensors");
+    if (s == RT_OK) s = export_tensors(pos[1], out);
+    if (s != RT_OK) return rt_cmd_fail(s);
+    return 0;
+}
