@@ -1,4 +1,5 @@
 #include "train/cli/cli.h"
+#include "train/formats/gguf_model.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ rt_status rt_cli_load(const char *model, const char *tokenizer, const char *adap
     *m = NULL;
     *tok = NULL;
     if (!model) return rt_errorf(RT_EINPUT, "--model is required");
-    if (!tokenizer && !is_dir(model))
+    if (!tokenizer && !is_dir(model) && !rt_is_gguf(model))
         return rt_errorf(RT_EINPUT, "%s: a llama2.c checkpoint needs --tokenizer FILE", model);
     RT_TRY(rt_tokenizer_load(tokenizer ? tokenizer : model, tok));
     rt_llama_opts o = {.device = dev};
