@@ -21,7 +21,7 @@ static const command commands[] = {
     {"quantize", rt_cmd_quantize, "--model M [--tokenizer T] --out DIR   write NF4 weights (bitsandbytes layout)"},
     {"convert", rt_cmd_convert, "llama2c IN.bin --tokenizer TOK.bin --out DIR   llama2.c checkpoint to an HF directory"},
     {"tokenize", rt_cmd_tokenize, "--tokenizer FILE [--decode] [--no-bos]   ids of stdin text (or text of ids)"},
-    {"export", rt_cmd_export, "gguf-tensors IN.gguf --out OUT.safetensors   GGUF tensors dequantized to F32"},
+    {"export", rt_cmd_export, "gguf-lora|gguf|gguf-tensors ...   llama.cpp GGUF adapter/model (retort export: usage)"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

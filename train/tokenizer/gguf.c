@@ -240,3 +240,45 @@ rt_status rt_tok_load_gguf(rt_tokenizer *t, const char *path) {
     rt_gguf_close(g);
     return st;
 }
+
+rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w) {
+    if (t->source != RT_TOKSRC_BIN)
+        return rt_errorf(RT_EINPUT, "writing this tokenizer as GGUF metadata is not supported "
+                         "(SentencePiece vocabularies only; use a .gguf tokenizer)");
+    const int n = t->n_vocab;
+    char **s = calloc((size_t)n, sizeof *s);
+    size_t *len = calloc((size_t)n, sizeof *len);
+    float *score = malloc((size_t)n * sizeof *score);
+    int32_t *type = malloc((size_t)n * sizeof *type);
+    rt_status st = s && len && score && type ? RT_OK : rt_tok_oom();
+    for (int i = 0; i < n && st == RT_OK; i++) {
+        rt_tok_buf b = {0};
+        const char *p = t->piece[i] ? t->piece[i] : "";
+        size_t pl = (size_t)t->piece_len[i];
+        if (t->flags[i] & RT_TOKF_SPECIAL) { /* llama2.c wraps specials in newlines */
+            while (pl && (*p == '\n' || *p == ' ')) p++, pl--;
+            while (pl && (p[pl - 1] == '\n' || p[pl - 1] == ' ')) pl--;
+        }
+        st = rt_tok_buf_put(&b, "", 0);
+        for (size_t k = 0; k < pl && st == RT_OK; k++)
+            st = (t->flags[i] & RT_TOKF_SPECIAL) || p[k] != ' ' ? rt_tok_buf_put(&b, p + k, 1)
+                                                               : rt_tok_buf_put(&b, "\xe2\x96\x81", 3);
+        s[i] = b.p;
+        len[i] = b.n;
+        score[i] = t->score ? t->score[i] : 0.0f;
+        type[i] = i == t->unk ? TT_UNKNOWN : (t->flags[i] & RT_TOKF_SPECIAL) ? TT_CONTROL
+                : (t->flags[i] & RT_TOKF_BYTE) ? TT_BYTE : TT_NORMAL;
+    }
+    if (st == RT_OK) st = rt_gguf_set_str(w, "tokenizer.ggml.model", "llama");
+    if (st == RT_OK) st = rt_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)s, len, (uint64_t)n);
+    if (st == RT_OK) st = rt_gguf_set_arr(w, "tokenizer.ggml.scores", RT_GGUF_FLOAT32, score, (uint64_t)n);
+    if (st == RT_OK) st = rt_gguf_set_arr(w, "tokenizer.ggml.token_type", RT_GGUF_INT32, type, (uint64_t)n);
+    if (st == RT_OK && t->bos >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)t->bos);
+    if (st == RT_OK && t->eos >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos);
+    if (st == RT_OK && t->unk >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk);
+    if (st == RT_OK) st = rt_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
+    if (st == RT_OK && t->chat_template) st = rt_gguf_set_str(w, "tokenizer.chat_template", t->chat_template);
+    for (int i = 0; s && i < n; i++) free(s[i]);
+    free(s), free(len), free(score), free(type);
+    return st;
+}

@@ -122,6 +122,14 @@ rt_status rt_tokenizer_decode(const rt_tokenizer *t, const int32_t *ids, size_t 
  * the empty string. */
 const char *rt_tokenizer_piece(const rt_tokenizer *t, int prev, int id, char buf[8]);
 
+/* Adds the tokenizer as GGUF tokenizer.ggml.* metadata (model "llama":
+ * tokens with U+2581 for spaces, scores, token_type, special ids,
+ * add_bos_token) to a GGUF writer (train/formats/gguf.h). Only
+ * SentencePiece-style vocabularies (llama2.c tokenizer.bin, a "llama" GGUF);
+ * RT_EINPUT for others. */
+typedef struct rt_gguf_writer rt_gguf_writer;
+rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w);
+
 /* Writes `dir`/tokenizer.json and `dir`/tokenizer_config.json (dir must
  * exist). For a llama2.c vocabulary this is a Llama-2-style BPE tokenizer.json:
  * pieces with '▁', byte_fallback, the Prepend/Replace normalizer and the
