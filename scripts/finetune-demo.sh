@@ -3,8 +3,8 @@
 # SmolLM2-135M-Instruct as the GGUF llama.cpp runs (scripts/get-models.sh), QLoRA-fine-tune it
 # on Moby-Dick with recipes/smollm2-135m-qlora-mobydick.yaml (held-out perplexity before and
 # after, PEFT adapter + llama.cpp GGUF adapter), then generate with the adapter — in retort and,
-# when llama-cpp-python is installed in the interop venv ($RETORT_PYTHON, default
-# tests/interop/.venv/bin/python), in llama.cpp with the GGUF adapter.
+# when llama-cpp-python is installed in the interop venv ($RETORT_PYTHON, else
+# $RETORT_CACHE/venv-interop-*/bin/python), in llama.cpp with the GGUF adapter.
 # Extra arguments are recipe overrides (e.g. max_steps=10).
 # The previous main job (stories260K, ~1 min): retort finetune recipes/stories260k-qlora-mobydick.yaml
 set -euo pipefail
@@ -26,8 +26,8 @@ echo "retort, greedy, with the adapter:"
 build/retort generate --model "$GGUF" --adapter "$OUT" --prompt "$PROMPT" --max-new-tokens 40 \
   --temperature 0
 echo
-PY=${RETORT_PYTHON:-tests/interop/.venv/bin/python}
-if [ -x "$PY" ] && "$PY" -c "import llama_cpp" 2>/dev/null; then
+PY=${RETORT_PYTHON:-$(ls -d "${RETORT_CACHE:-$HOME/.cache/retort}"/venv-interop-*/bin/python 2>/dev/null | head -1)}
+if [ -n "$PY" ] && [ -x "$PY" ] && "$PY" -c "import llama_cpp" 2>/dev/null; then
   echo "llama.cpp (llama-cpp-python), greedy, with $OUT/adapter_model.gguf:"
   "$PY" - "$GGUF" "$OUT/adapter_model.gguf" "$PROMPT" <<'PY'
 import sys
@@ -37,5 +37,5 @@ out = llm(sys.argv[3], max_tokens=40, temperature=0.0)
 print(sys.argv[3] + out["choices"][0]["text"])
 PY
 else
-  echo "(llama.cpp step skipped: llama-cpp-python is not installed in $PY)"
+  echo "(llama.cpp step skipped: no interop venv with llama-cpp-python${PY:+ at $PY})"
 fi

@@ -8,6 +8,7 @@
  *    alpha, blk.N.*.weight.lora_a/lora_b shapes, lora_b of q/k permuted like
  *    the base) and `export gguf-lora` writes the same file;
  *  - `export gguf --adapter` (merged) evaluates like eval --adapter;
+ *  - `convert gguf` writes an HF directory that evaluates the same;
  *  - the SmolLM2-135M GGUF (when scripts/get-models.sh fetched it) has the
  *    documented config. */
 #include <math.h>
@@ -39,6 +40,12 @@ static void test_export_round_trip(const char *g32) {
     snprintf(args, sizeof args, "--model %s", g32);
     const double got = eval_nll(args);
     CHECK(isfinite(ref) && got == ref, "F32 GGUF NLL %.6f == .bin NLL %.6f", got, ref);
+    /* convert gguf -> HF directory (weights and tokenizer.json) evaluates the same */
+    const char *hf = rt_tmp("hf-from-gguf");
+    CHECK(rt_run(NULL, NULL, "convert gguf %s --out %s", g32, hf) == 0, "convert gguf");
+    snprintf(args, sizeof args, "--model %s", hf);
+    const double h = eval_nll(args);
+    CHECK(h == ref, "HF directory from GGUF: NLL %.6f vs %.6f", h, ref);
     static const char *const types[2] = {"f16", "q8_0"};
     static const double tol[2] = {1e-3, 2e-2};
     for (int i = 0; i < 2; i++) {

@@ -29,37 +29,28 @@ static const struct { const char *gguf, *hf; } g_top_names[] = {
 #define N_LAYER_NAMES (sizeof g_layer_names / sizeof g_layer_names[0])
 #define N_TOP_NAMES (sizeof g_top_names / sizeof g_top_names[0])
 
-/* HF name of a GGUF tensor into buf; *layer the block or -1. False if none. */
-static bool g_hf_name(const char *name, char *buf, size_t cap) {
+/* Maps a tensor name between the two namings (to_hf: GGUF -> HF) into buf;
+ * false if it has no counterpart. */
+static bool g_map_name(const char *name, char *buf, size_t cap, bool to_hf) {
     for (size_t i = 0; i < N_TOP_NAMES; i++)
-        if (!strcmp(name, g_top_names[i].gguf)) {
-            snprintf(buf, cap, "%s", g_top_names[i].hf);
+        if (!strcmp(name, to_hf ? g_top_names[i].gguf : g_top_names[i].hf)) {
+            snprintf(buf, cap, "%s", to_hf ? g_top_names[i].hf : g_top_names[i].gguf);
             return true;
         }
     int layer, n = 0;
-    if (sscanf(name, "blk.%d.%n", &layer, &n) != 1 || n == 0 || layer < 0) return false;
+    if (sscanf(name, to_hf ? "blk.%d.%n" : "model.layers.%d.%n", &layer, &n) != 1 || n == 0 || layer < 0)
+        return false;
     for (size_t i = 0; i < N_LAYER_NAMES; i++)
-        if (!strcmp(name + n, g_layer_names[i].gguf)) {
-            snprintf(buf, cap, "model.layers.%d.%s", layer, g_layer_names[i].hf);
+        if (!strcmp(name + n, to_hf ? g_layer_names[i].gguf : g_layer_names[i].hf)) {
+            snprintf(buf, cap, to_hf ? "model.layers.%d.%s" : "blk.%d.%s", layer,
+                     to_hf ? g_layer_names[i].hf : g_layer_names[i].gguf);
             return true;
         }
     return false;
 }
 
 bool rt_gguf_name_from_hf(const char *hf, char *buf, size_t cap) {
-    for (size_t i = 0; i < N_TOP_NAMES; i++)
-        if (!strcmp(hf, g_top_names[i].hf)) {
-            snprintf(buf, cap, "%s", g_top_names[i].gguf);
-            return true;
-        }
-    int layer, n = 0;
-    if (sscanf(hf, "model.layers.%d.%n", &layer, &n) != 1 || n == 0 || layer < 0) return false;
-    for (size_t i = 0; i < N_LAYER_NAMES; i++)
-        if (!strcmp(hf + n, g_layer_names[i].hf)) {
-            snprintf(buf, cap, "blk.%d.%s", layer, g_layer_names[i].gguf);
-            return true;
-        }
-    return false;
+    return g_map_name(hf, buf, cap, false);
 }
 
 void rt_gguf_permute_rows(float *dst, const float *src, int n_heads, int head_dim, int64_t cols,
@@ -161,7 +152,7 @@ rt_status rt_gguf_llama_config(const rt_gguf *g, rt_llama_config *cfg, bool *per
 static rt_status g_add(rt_weights *w, const rt_gguf *g, const rt_gguf_tensor *t,
                        const rt_llama_config *c, bool permuted) {
     char hf[256];
-    if (!g_hf_name(t->name, hf, sizeof hf))
+    if (!g_map_name(t->name, hf, sizeof hf, true))
         return rt_errorf(RT_EINPUT, "%s: tensor %s has no Llama/HF counterpart (unsupported)",
                          rt_gguf_path(g), t->name);
     const int64_t n = rt_gguf_tensor_numel(t);
