@@ -10,6 +10,7 @@
 #include "train/model/adapter.h"
 #include "train/cli/cli.h"
 #include "train/cli/commands.h"
+#include "train/model/gguf_export.h"
 #include "train/finetune.h"
 #include "train/trainer.h"
 
@@ -21,7 +22,11 @@ static rt_tensor *ce_loss(rt_ctx *ctx, void *user, rt_llama *m, const rt_batch *
 
 static rt_status save_adapter(void *user, rt_llama *m, const char *dir) {
     const rt_recipe *r = user;
-    return rt_adapter_save(m, dir, r->base_model);
+    RT_TRY(rt_adapter_save(m, dir, r->base_model));
+    if (!r->save_gguf) return RT_OK;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.gguf", dir);
+    return rt_gguf_export_lora(dir, r->base_model, path);
 }
 
 static rt_status finetune(rt_recipe *r, rt_dist *d) {
