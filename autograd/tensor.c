@@ -115,11 +115,12 @@ static void *pool_alloc(arena_pool *p, size_t bytes) {
                   p->reserved);
         return NULL;
     }
-    /* Chunks grow with what is held (a quarter of it, at least chunk_bytes),
-     * so the chunk table never caps the arena (64 chunks of 64 MiB were a
-     * 4 GiB ceiling) and over-reservation stays under a quarter. */
+    /* Chunks grow geometrically (each at least half of all those before),
+     * so a step of any size fits in a few dozen chunks and ARENA_MAX_CHUNKS
+     * is never the limit before memory is; a chunk's unused tail is never
+     * touched, so it costs address space, not resident memory. */
     size_t size = bytes > p->chunk_bytes ? bytes : p->chunk_bytes;
-    if (p->reserved / 4 > size) size = (p->reserved / 4 + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (size < p->reserved / 2) size = p->reserved / 2;
     char *base = p->k->malloc(size);
     if (!base && size > bytes && size > p->chunk_bytes) {
         size = bytes > p->chunk_bytes ? bytes : p->chunk_bytes; /* the growth was too greedy */
