@@ -16,30 +16,31 @@
  *     with model "BPE" (merges by rank, leftmost on ties, as tokenizers'
  *     Word::merge_all; byte_fallback, unk/fuse_unk, ignore_merges). Supported
  *     pipeline parts (anything else is an RT_EINPUT error naming it):
- *       normalizer:    null, Sequence, Prepend, Replace (String pattern)
- *       pre_tokenizer: null, Sequence, ByteLevel, Metaspace,
- *                      Split only with the GPT-2 pattern below
+ *       pre_tokenizer: null, Sequence, ByteLevel, Metaspace, Split (regex
+ *                      or string pattern; see below)
  *       decoder:       null, Sequence, Replace, ByteFallback, Fuse,
  *                      Strip (leading spaces of the whole text), ByteLevel,
  *                      Metaspace
- *     `added_tokens` are matched whole (leftmost, longest) in the raw input
- *     before normalization; lstrip/rstrip/single_word flags are ignored.
- *     BOS comes from a TemplateProcessing post_processor whose "single"
- *     template starts with a special token; `tokenizer_config.json` beside
- *     the file (add_bos_token, add_eos_token, bos_token, eos_token)
- *     overrides it.
+ *       normalizer:    null, Sequence, Prepend, Replace (String pattern),
+ *                      NFC, NFD, NFKC, NFKD (GNU libunistring's u8_normalize)
+ *       post_processor: null, Sequence, ByteLevel (offsets only),
+ *                      TemplateProcessing ("single": special tokens before
+ *                      $A are added as BOS, after it as EOS)
+ *     `added_tokens` are matched before normalization (normalized=false) or in
+ *     the normalized text (normalized=true), leftmost-longest, as tokenizers'
+ *     AddedVocabulary: lstrip/rstrip swallow the whitespace beside a match,
+ *     single_word matches only with no letter/digit/'_' on either side.
+ *     `tokenizer_config.json` beside the file (add_bos_token, add_eos_token,
+ *     bos_token, eos_token, chat_template) overrides the template's BOS/EOS.
  *
  *  3. OpenAI GPT-2 `encoder.json` + `vocab.bpe` (same directory):
  *     byte-level BPE, <|endoftext|> (50256) as BOS and EOS, no BOS added.
  *
- * Byte-level pre-tokenization uses the GPT-2 regex
- *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * implemented by hand. \p{L} and \p{N} are APPROXIMATED by a small table of
- * ranges (ASCII, Latin-1/Extended, IPA, Greek, Cyrillic, Armenian, Hebrew,
- * Arabic, Devanagari, Thai, Georgian, Hangul, kana, CJK ideographs, fullwidth
- * forms, plus common digit/number blocks); \s is Unicode White_Space. Text in
- * other scripts still round-trips exactly but may split into different words
- * than the reference implementation.
+ * Split pre-tokenizers (Llama 3's and Qwen's patterns, GPT-2's regex inside
+ * ByteLevel use_regex) run through PCRE2 with Unicode properties (\p{L},
+ * \p{N}, \s = White_Space); behaviors Isolated, Removed, MergedWithPrevious,
+ * MergedWithNext. Each Split runs on each piece of the previous step alone,
+ * as in tokenizers.
  *
  * Input text must be valid UTF-8 (RT_EINPUT naming the byte offset otherwise).
  */
@@ -108,16 +109,26 @@ rt_status rt_tokenizer_decode(const rt_tokenizer *t, const int32_t *ids, size_t 
  * the empty string. */
 const char *rt_tokenizer_piece(const rt_tokenizer *t, int prev, int id, char buf[8]);
 
-/* Writes `dir`/tokenizer.json and `dir`/tokenizer_config.json (dir must
+/* The model's chat template (Jinja source) from tokenizer_config.json, or
+ * NULL. Owned by the tokenizer. */
+const char *rt_tokenizer_chat_template(const rt_tokenizer *t);
+
+/* Id of the vocabulary or added-token string s (exact bytes), -1 if none. */
+int rt_tokenizer_token_id(const rt_tokenizer *t, const char *s);
+
+/* Writes `dir`/tokenizer.json, tokenizer_config.json, special_tokens_map.json
+ * and generation_config.json (bos_token_id, eos_token_id) (dir must
  * exist). For a llama2.c vocabulary this is a Llama-2-style BPE tokenizer.json:
  * pieces with '▁', byte_fallback, the Prepend/Replace normalizer and the
  * Replace/ByteFallback/Fuse/Strip decoder, and merges derived from the scores
  * as transformers' SentencePieceExtractor does (every split of a piece into
  * two vocabulary pieces; ordered by the merged piece's score, descending, then
  * by piece id, left id, right id). A GPT-2 vocabulary is written as a
- * byte-level BPE tokenizer.json; a loaded tokenizer.json is copied verbatim.
- * tokenizer_config.json holds add_bos_token, add_eos_token, bos_token,
- * eos_token, unk_token. Reloading gives the same ids.
+ * byte-level BPE tokenizer.json; a loaded tokenizer.json and its
+ * tokenizer_config.json are copied verbatim. A written tokenizer_config.json
+ * holds add_bos_token, add_eos_token, bos_token, eos_token, unk_token. The
+ * TemplateProcessing written has "single" and "pair" (HF tokenizers needs
+ * both). Reloading gives the same ids.
  * Errors: RT_EINPUT if a file cannot be written (message names it). */
 rt_status rt_tokenizer_save_hf(const rt_tokenizer *t, const char *dir);
 
