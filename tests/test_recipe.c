@@ -258,7 +258,7 @@ static void test_errors(void) {
           "msg: %s", rt_error_message());
     CHECK(load_text("datasets:\n  - path: a\n    type: csv\n", &r) == RT_EINPUT &&
               contains(rt_error_message(),
-                       ":3: datasets.0.type: expected one of text, jsonl, alpaca, teacher_generate, got 'csv'"),
+                       ":3: datasets.0.type: expected one of text, jsonl, alpaca, teacher_generate, chat_template, sharegpt, completion, input_output, got 'csv'"),
           "msg: %s", rt_error_message());
     CHECK(load_text("datasets:\n  - path: a\n    typ: text\n", &r) == RT_EINPUT &&
               contains(rt_error_message(), ":3: unknown key 'typ' in datasets.0 (did you mean 'type'?)"),

@@ -31,6 +31,7 @@ typedef enum {
     KT_MAP,          /* nested struct described by sub[] */
     KT_PATH_OR_BOOL, /* string: true -> "latest", false -> "" */
     KT_ALIAS,        /* another name for the key def_s */
+    KT_FLAGS,        /* unsigned bitmask: a list of values[] names, bit i = values[i] */
 } key_type;
 
 enum { KF_MIN = 1, KF_MAX = 2, KF_MIN_EXCL = 4, KF_POW2 = 8 };
@@ -51,18 +52,32 @@ struct key_def {
 
 static const char *const quant_names[] = {"nf4", NULL};
 static const char *const adapter_names[] = {"none", "lora", "qlora", NULL};
-static const char *const ds_type_names[] = {"text", "jsonl", "alpaca", "teacher_generate", NULL};
+static const char *const ds_type_names[] = {"text", "jsonl", "alpaca", "teacher_generate", "chat_template",
+                                            "sharegpt", "completion", "input_output", NULL};
+static const char *const role_names[] = {"system", "user", "assistant", "tool", NULL};
+static const char *const eos_names[] = {"turn", "all", "last", "none", NULL};
 static const char *const sched_names[] = {"constant", "linear", "cosine", NULL};
 static const char *const opt_names[] = {"adamw", "sgd", NULL};
 static const char *const device_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const kd_loss_names[] = {"forward_kl", "reverse_kl", "jsd", NULL};
 static const char *const tlogit_names[] = {"online", "cache", NULL};
 
+#define MM(f) offsetof(rt_recipe_msg_map, f)
+static const key_def msg_map_keys[] = {
+    {"role", KT_STR, MM(role), .def_s = ""},
+    {"content", KT_STR, MM(content), .def_s = ""},
+    {.name = NULL},
+};
+
 #define DS(f) offsetof(rt_recipe_dataset, f)
 static const key_def dataset_keys[] = {
     {"path", KT_STR, DS(path), .def_s = ""},
     {"type", KT_ENUM, DS(type), .def_i = RT_RECIPE_DS_TEXT, .values = ds_type_names},
     {"field", KT_STR, DS(field), .def_s = "text"},
+    {"field_messages", KT_STR, DS(field_messages), .def_s = ""},
+    {"message_property_mappings", KT_MAP, DS(message_property_mappings), .sub = msg_map_keys},
+    {"roles_to_train", KT_FLAGS, DS(roles_to_train), .def_i = RT_RECIPE_ROLE_ASSISTANT, .values = role_names},
+    {"train_on_eos", KT_ENUM, DS(train_on_eos), .def_i = RT_RECIPE_EOS_TURN, .values = eos_names},
     {"num_samples", KT_INT, DS(num_samples), .def_i = 64, .flags = KF_MIN, .min = 1},
     {"max_new_tokens", KT_INT, DS(max_new_tokens), .def_i = 128, .flags = KF_MIN, .min = 1},
     {"temperature", KT_FLOAT, DS(temperature), .def_f = 1.0, .flags = KF_MIN, .min = 0},
@@ -111,6 +126,8 @@ static const key_def main_keys[] = {
     {"datasets", KT_DATASETS, R(datasets), .sub = dataset_keys},
     {"test_datasets", KT_DATASETS, R(test_datasets), .sub = dataset_keys},
     {"val_set_size", KT_FLOAT, R(val_set_size), .def_f = 0.05, .flags = KF_MIN, .min = 0},
+    STR(chat_template, ""),
+    BOOL(train_on_inputs, 0),
     INT_MIN1(sequence_len, 256),
     BOOL(sample_packing, 0),
     /* schedule */
@@ -222,7 +239,8 @@ static rt_status reset_key(const key_def *k, void *base) {
     case KT_INT:
     case KT_ENUM: *FIELD(int, base, k) = (int)k->def_i; break;
     case KT_I64: *FIELD(long long, base, k) = k->def_i; break;
-    case KT_MODULES: *FIELD(unsigned, base, k) = (unsigned)k->def_i; break;
+    case KT_MODULES:
+    case KT_FLAGS: *FIELD(unsigned, base, k) = (unsigned)k->def_i; break;
     case KT_FLOAT: *FIELD(double, base, k) = k->def_f; break;
     case KT_DATASETS: free_list(FIELD(rt_recipe_datasets, base, k), k->sub); break;
     case KT_MAP: return reset_table(k->sub, FIELD(char, base, k));
@@ -302,6 +320,10 @@ static void describe(const key_def *k, char *buf, size_t cap) {
         for (int i = 0; i < RT_RECIPE_N_MODULES; i++)
             append(buf, cap, "%s, ", rt_recipe_module_names[i]);
         append(buf, cap, "or the string all-linear");
+        return;
+    case KT_FLAGS:
+        append(buf, cap, "a list of ");
+        for (int i = 0; k->values[i]; i++) append(buf, cap, "%s%s", i ? ", " : "", k->values[i]);
         return;
     case KT_DATASETS:
         append(buf, cap, "a list of maps with keys ");
@@ -568,6 +590,26 @@ static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml
         *FIELD(unsigned, base, k) = bits;
         return RT_OK;
     }
+    case KT_FLAGS: {
+        unsigned bits = 0;
+        bool seq = n->type == YAML_SEQUENCE_NODE;
+        yaml_node_item_t *it = seq ? n->data.sequence.items.start : NULL;
+        for (yaml_node_t *e = seq ? NULL : n;;) {
+            if (seq) {
+                if (it >= n->data.sequence.items.top) break;
+                e = yaml_document_get_node(c->doc, *it++);
+            }
+            const char *v = scalar(e);
+            int b = -1;
+            for (int i = 0; v && k->values[i]; i++)
+                if (!strcasecmp(v, k->values[i])) b = i;
+            if (b < 0) return fail_expected(c, e, k, kp);
+            bits |= 1u << b;
+            if (!seq) break;
+        }
+        *FIELD(unsigned, base, k) = bits;
+        return RT_OK;
+    }
     case KT_DATASETS: return apply_datasets(c, k, base, n, kp);
     case KT_MAP:
         if (n->type != YAML_MAPPING_NODE) return fail_expected(c, n, k, kp);
@@ -744,8 +786,8 @@ static rt_status validate_datasets(const rt_recipe *r, const rt_recipe_datasets 
         if (!*d->path) return rt_errorf(RT_EINPUT, "%s.%d.path: required (a data file)", name, i);
         if (d->type == RT_RECIPE_DS_TEACHER_GENERATE && !*r->teacher_model)
             return rt_errorf(RT_EINPUT, "%s.%d.type: teacher_generate needs teacher_model", name, i);
-        if (d->type == RT_RECIPE_DS_JSONL && !*d->field)
-            return rt_errorf(RT_EINPUT, "%s.%d.field: required for type jsonl", name, i);
+        if ((d->type == RT_RECIPE_DS_JSONL || d->type == RT_RECIPE_DS_COMPLETION) && !*d->field)
+            return rt_errorf(RT_EINPUT, "%s.%d.field: required for type %s", name, i, ds_type_names[d->type]);
     }
     return RT_OK;
 }
@@ -902,6 +944,13 @@ static int emit_value(yaml_emitter_t *e, const key_def *k, const void *base) {
         if (!emit_seq_start(e, l->count == 0)) return 0;
         for (int i = 0; i < l->count; i++)
             if (!emit_table(e, k->sub, &l->items[i])) return 0;
+        return emit_seq_end(e);
+    }
+    case KT_FLAGS: {
+        unsigned bits = *FIELD(unsigned, b, k);
+        if (!emit_seq_start(e, true)) return 0;
+        for (int i = 0; k->values[i]; i++)
+            if ((bits >> i & 1u) && !emit_scalar(e, k->values[i], false)) return 0;
         return emit_seq_end(e);
     }
     case KT_MAP: return emit_table(e, k->sub, FIELD(char, b, k));

@@ -52,7 +52,23 @@ typedef enum {
     RT_RECIPE_DS_JSONL,            /* one JSON object a line, text in `field` */
     RT_RECIPE_DS_ALPACA,           /* {instruction, input, output} a line */
     RT_RECIPE_DS_TEACHER_GENERATE, /* prompts file; the teacher writes samples */
+    RT_RECIPE_DS_CHAT_TEMPLATE,    /* axolotl chat_template: a message list a line */
+    RT_RECIPE_DS_SHAREGPT,         /* axolotl sharegpt: conversations of {from, value} */
+    RT_RECIPE_DS_COMPLETION,       /* axolotl completion: text in `field`, all trained */
+    RT_RECIPE_DS_INPUT_OUTPUT,     /* axolotl input_output: segments [{text, label}] */
 } rt_recipe_dataset_type;
+
+/* roles_to_train bits (the same as train/tokenizer/chat_template.h RT_ROLE_*). */
+enum { RT_RECIPE_ROLE_SYSTEM = 1, RT_RECIPE_ROLE_USER = 2, RT_RECIPE_ROLE_ASSISTANT = 4,
+       RT_RECIPE_ROLE_TOOL = 8 };
+typedef enum { RT_RECIPE_EOS_TURN = 0, RT_RECIPE_EOS_ALL, RT_RECIPE_EOS_LAST, RT_RECIPE_EOS_NONE }
+    rt_recipe_train_on_eos;
+
+/* message_property_mappings: which keys of a message hold its role and content. */
+typedef struct {
+    char *role;    /* [""]: "role" (chat_template) or "from" (sharegpt) */
+    char *content; /* [""]: "content" (chat_template) or "value" (sharegpt) */
+} rt_recipe_msg_map;
 
 typedef enum {
     RT_RECIPE_SCHED_CONSTANT = 0,
@@ -80,7 +96,12 @@ typedef enum { RT_RECIPE_TEACHER_ONLINE = 0, RT_RECIPE_TEACHER_CACHE } rt_recipe
 typedef struct {
     char *path;    /* required */
     int type;      /* rt_recipe_dataset_type [text] */
-    char *field;   /* jsonl: the key holding the text [text] */
+    char *field;   /* jsonl, completion: the key holding the text [text] */
+    /* chat_template / sharegpt (axolotl's keys): */
+    char *field_messages;      /* key of the message list [""]: messages / conversations */
+    rt_recipe_msg_map message_property_mappings;
+    unsigned roles_to_train;   /* RT_RECIPE_ROLE_* bits [assistant] */
+    int train_on_eos;          /* rt_recipe_train_on_eos [turn] */
     /* teacher_generate only: */
     int num_samples;      /* [64] */
     int max_new_tokens;   /* [128] */
@@ -123,6 +144,8 @@ typedef struct {
     rt_recipe_datasets datasets;
     rt_recipe_datasets test_datasets; /* optional held-out set */
     double val_set_size; /* < 1: fraction of datasets, >= 1: count [0.05] */
+    char *chat_template;  /* chat datasets: a template name, "" = the tokenizer's own [""] */
+    bool train_on_inputs; /* alpaca/chat: train the prompt tokens too [false] */
     int sequence_len;    /* tokens [256] */
     bool sample_packing;
     /* schedule */

@@ -339,7 +339,9 @@ static const char *token_bytes(const rt_tokenizer *t, int id, size_t *len) {
     return t->disp[id];
 }
 
-/* Labels from byte offsets: true when the tokens concatenate to the text. */
+/* Labels from byte offsets: true when the tokens concatenate to the text
+ * (after a SentencePiece dummy-prefix space on the first token, which stands
+ * for no byte of the text). */
 static bool label_by_offsets(const rt_tokenizer *tok, const render *r, const int32_t *ids, size_t n,
                              const uint8_t *part_on, uint8_t *out) {
     size_t off = 0;
@@ -347,6 +349,7 @@ static bool label_by_offsets(const rt_tokenizer *tok, const render *r, const int
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *b = token_bytes(tok, ids[i], &len);
+        if (i == 0 && len > 0 && b[0] == ' ' && r->text.n > 0 && r->text.p[0] != ' ') b++, len--;
         if (off + len > r->text.n || memcmp(r->text.p + off, b, len) != 0) return false;
         while (k + 1 < r->n && r->p[k + 1].off <= off) k++;
         out[i] = len > 0 && part_on[k];

@@ -42,9 +42,10 @@
  *
  * TOKENIZATION: the whole rendering is encoded at once (so the ids are what
  * apply_chat_template(tokenize=True) gives); each token's label comes from
- * the part of the text its first byte lies in. When the tokenizer's pieces do
- * not concatenate back to the text (SentencePiece's dummy-prefix space), the
- * parts are encoded one by one and concatenated instead.
+ * the part of the text its first byte lies in (a SentencePiece dummy-prefix
+ * space on the first token is skipped). When the tokenizer's pieces do not
+ * concatenate back to the text (a normalizer that changes it), the parts are
+ * encoded one by one and concatenated instead.
  */
 #ifndef RT_CHAT_TEMPLATE_H
 #define RT_CHAT_TEMPLATE_H
