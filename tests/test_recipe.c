@@ -226,7 +226,7 @@ static void test_errors(void) {
               contains(rt_error_message(), "t.yaml:2: lora_r: expected an integer >= 1, got 'eight'"),
           "msg: %s", rt_error_message());
     CHECK(load_text("bf16: maybe\n", &r) == RT_EINPUT &&
-              contains(rt_error_message(), ":1: bf16: expected true or false, got 'maybe'"), "msg: %s",
+              contains(rt_error_message(), ":1: bf16: expected one of false, true, auto, got 'maybe'"), "msg: %s",
           rt_error_message());
     CHECK(load_text("lora_r: 2.5\n", &r) == RT_EINPUT, "fractional int");
     CHECK(load_text("lora_alpha: [1, 2]\n", &r) == RT_EINPUT &&

@@ -17,6 +17,7 @@
 #define RT_RECIPE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "kernels/error.h"
 
@@ -91,6 +92,13 @@ typedef enum {
 } rt_recipe_kd_loss;
 
 typedef enum { RT_RECIPE_TEACHER_ONLINE = 0, RT_RECIPE_TEACHER_CACHE } rt_recipe_teacher_logits;
+
+typedef enum { RT_RECIPE_STRATEGY_STEPS = 0, RT_RECIPE_STRATEGY_EPOCH, RT_RECIPE_STRATEGY_NO } rt_recipe_strategy;
+
+/* axolotl's special_tokens (strings; "" = not given). */
+typedef struct {
+    char *bos_token, *eos_token, *unk_token, *pad_token;
+} rt_recipe_special_tokens;
 
 /* One entry of `datasets:` / `test_datasets:`. */
 typedef struct {
@@ -172,7 +180,7 @@ typedef struct {
     bool gradient_checkpointing;
     char *resume_from_checkpoint; /* "" none, "latest" (YAML true) or a path */
     int device;             /* rt_recipe_device [auto] */
-    bool bf16;
+    int bf16;               /* 0 false, 1 true, 2 auto (axolotl's bf16: auto) [false] */
     int zero_stage;         /* 0, or 1 = shard optimizer state across ranks */
     /* distillation */
     char *teacher_model;
@@ -189,7 +197,20 @@ typedef struct {
     char *student_model; /* a pretrained student instead of student_config */
 
     /* private: which top-level keys the file/overrides set (for validate) */
-    unsigned char set_[96];
+    /* axolotl keys (docs/axolotl-keys.md) */
+    bool fp16, tf32;        /* CPU: a note that training runs in f32 */
+    bool lora_target_linear; /* true: lora_target_modules = all-linear */
+    rt_recipe_special_tokens special_tokens; /* each must be a token of the tokenizer */
+    int evals_per_epoch, saves_per_epoch;    /* > 0: eval_steps/save_steps from the epoch length */
+    int eval_strategy, save_strategy;        /* rt_recipe_strategy [steps] */
+    bool group_by_length;   /* false only */
+    double loss_watchdog_threshold;          /* > 0: stop when the loss stays above it */
+    int loss_watchdog_patience;              /* consecutive steps [3] */
+    bool eval_sample_packing, pad_to_sequence_len, save_safetensors, strict; /* accepted */
+    const char *optimizer_given_; /* axolotl optimizer name mapped to adamw (static), or NULL */
+    short inert_[64];       /* indices into the axolotl key table of inert keys given */
+    int n_inert_;
+    unsigned char set_[160];
 } rt_recipe;
 
 /* Fills r with every default (strings allocated). On RT_EINTERNAL (OOM) r
@@ -229,6 +250,16 @@ rt_status rt_recipe_set(rt_recipe *r, const char *key_eq_value);
  * student_model both given, inconsistent student_config shapes,
  * teacher_logits cache without teacher_cache_dir. */
 rt_status rt_recipe_validate(rt_recipe *r);
+
+/* Prints the one-line notes a validated recipe calls for to f, each
+ * "retort: note: ...": the inert axolotl keys it sets (one line), bf16/fp16/
+ * tf32 on the CPU (training runs in f32), an 8-bit/paged optimizer name run
+ * as retort's AdamW. on_cpu: whether training runs on the CPU. */
+void rt_recipe_print_notes(const rt_recipe *r, bool on_cpu, FILE *f);
+
+/* Prints every recipe key with its type, default and meaning (from the
+ * parser's table) to f: the body of `retort finetune --help`. */
+void rt_recipe_print_keys(FILE *f);
 
 /* Releases every owned string/array and zeroes r. NULL-safe. */
 void rt_recipe_free(rt_recipe *r);

@@ -268,6 +268,20 @@ bool rt_tokenizer_adds_bos(const rt_tokenizer *t) { return t->add_bos && t->bos 
 const char *rt_tokenizer_chat_template(const rt_tokenizer *t) { return t->chat_template; }
 int rt_tokenizer_token_id(const rt_tokenizer *t, const char *s) { return rt_tok_lookup(t, s, strlen(s)); }
 
+int rt_tokenizer_special_id(const rt_tokenizer *t, const char *s) {
+    int id = rt_tok_lookup(t, s, strlen(s));
+    size_t n = strlen(s);
+    for (int i = 0; id < 0 && i < t->n_vocab; i++) {
+        if (!(t->flags[i] & RT_TOKF_SPECIAL) || !t->piece[i]) continue;
+        const char *p = t->piece[i];
+        size_t l = (size_t)t->piece_len[i];
+        while (l && (*p == '\n' || *p == ' ')) p++, l--;
+        while (l && (p[l - 1] == '\n' || p[l - 1] == ' ')) l--;
+        if (l == n && memcmp(p, s, n) == 0) id = i;
+    }
+    return id;
+}
+
 /* --- encoding ------------------------------------------------------------ */
 
 typedef struct {

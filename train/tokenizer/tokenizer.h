@@ -116,6 +116,10 @@ const char *rt_tokenizer_chat_template(const rt_tokenizer *t);
 /* Id of the vocabulary or added-token string s (exact bytes), -1 if none. */
 int rt_tokenizer_token_id(const rt_tokenizer *t, const char *s);
 
+/* As rt_tokenizer_token_id, and also a special token whose stored piece is s
+ * wrapped in newlines/spaces (llama2.c's "\n<s>\n"). -1 if none. */
+int rt_tokenizer_special_id(const rt_tokenizer *t, const char *s);
+
 /* Writes `dir`/tokenizer.json, tokenizer_config.json, special_tokens_map.json
  * and generation_config.json (bos_token_id, eos_token_id) (dir must
  * exist). For a llama2.c vocabulary this is a Llama-2-style BPE tokenizer.json:
