@@ -226,7 +226,7 @@ static void test_errors(void) {
               contains(rt_error_message(), "t.yaml:2: lora_r: expected an integer >= 1, got 'eight'"),
           "msg: %s", rt_error_message());
     CHECK(load_text("bf16: maybe\n", &r) == RT_EINPUT &&
-              contains(rt_error_message(), ":1: bf16: expected true or false, got 'maybe'"), "msg: %s",
+              contains(rt_error_message(), ":1: bf16: expected one of false, true, auto, got 'maybe'"), "msg: %s",
           rt_error_message());
     CHECK(load_text("lora_r: 2.5\n", &r) == RT_EINPUT, "fractional int");
     CHECK(load_text("lora_alpha: [1, 2]\n", &r) == RT_EINPUT &&
@@ -258,7 +258,7 @@ static void test_errors(void) {
           "msg: %s", rt_error_message());
     CHECK(load_text("datasets:\n  - path: a\n    type: csv\n", &r) == RT_EINPUT &&
               contains(rt_error_message(),
-                       ":3: datasets.0.type: expected one of text, jsonl, alpaca, teacher_generate, got 'csv'"),
+                       ":3: datasets.0.type: expected one of text, jsonl, alpaca, teacher_generate, chat_template, sharegpt, completion, input_output, got 'csv'"),
           "msg: %s", rt_error_message());
     CHECK(load_text("datasets:\n  - path: a\n    typ: text\n", &r) == RT_EINPUT &&
               contains(rt_error_message(), ":3: unknown key 'typ' in datasets.0 (did you mean 'type'?)"),

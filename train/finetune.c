@@ -47,6 +47,17 @@ rt_status rt_finetune_check_context(const rt_recipe *r, const rt_llama *m, const
     return RT_OK;
 }
 
+rt_status rt_finetune_check_special_tokens(const rt_recipe *r, const rt_tokenizer *tok, const char *tpath) {
+    const char *names[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};
+    const char *vals[4] = {r->special_tokens.bos_token, r->special_tokens.eos_token,
+                           r->special_tokens.unk_token, r->special_tokens.pad_token};
+    for (int k = 0; k < 4; k++)
+        if (vals[k] && *vals[k] && rt_tokenizer_special_id(tok, vals[k]) < 0)
+            return rt_errorf(RT_EINPUT, "special_tokens.%s: \"%s\" is not a token of %s (retort does not add "
+                             "tokens to a vocabulary)", names[k], vals[k], tpath);
+    return RT_OK;
+}
+
 rt_status rt_finetune_device(const rt_recipe *r, rt_device *dev) {
     const char *names[] = {"cpu", "cuda", "auto"};
     return rt_device_select(names[r->device], dev);
@@ -57,6 +68,7 @@ rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev,
     *m = NULL;
     const char *tpath = r->tokenizer[0] ? r->tokenizer : r->base_model;
     RT_TRY(rt_tokenizer_load(tpath, tok));
+    RT_TRY(rt_finetune_check_special_tokens(r, *tok, tpath));
     rt_llama_opts o = {
         .device = dev,
         .load_in_4bit = r->load_in_4bit,

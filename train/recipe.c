@@ -32,6 +32,7 @@ typedef enum {
     KT_MAP,          /* nested struct described by sub[] */
     KT_PATH_OR_BOOL, /* string: true -> "latest", false -> "" */
     KT_ALIAS,        /* another name for the key def_s */
+    KT_FLAGS,        /* unsigned bitmask: a list of values[] names, bit i = values[i] */
 } key_type;
 
 enum { KF_MIN = 1, KF_MAX = 2, KF_MIN_EXCL = 4, KF_POW2 = 8 };
@@ -48,28 +49,58 @@ struct key_def {
     double min, max;
     const char *const *values; /* ENUM: NULL-terminated allowed strings */
     const key_def *sub;        /* DATASETS, MAP: NULL-name-terminated */
+    const char *help;          /* meaning, for `retort finetune --help` */
 };
 
 static const char *const quant_names[] = {"nf4", NULL};
 static const char *const adapter_names[] = {"none", "lora", "qlora", NULL};
-static const char *const ds_type_names[] = {"text", "jsonl", "alpaca", "teacher_generate", NULL};
-static const char *const sched_names[] = {"constant", "linear", "cosine", NULL};
-static const char *const opt_names[] = {"adamw", "sgd", NULL};
+static const char *const ds_type_names[] = {"text", "jsonl", "alpaca", "teacher_generate", "chat_template",
+                                            "sharegpt", "completion", "input_output", NULL};
+static const char *const role_names[] = {"system", "user", "assistant", "tool", NULL};
+static const char *const eos_names[] = {"turn", "all", "last", "none", NULL};
+static const char *const sched_names[] = {"constant", "linear", "cosine", "constant_with_warmup", NULL};
+/* axolotl's optimizer names after retort's own: all run retort's AdamW
+ * (rt_recipe_validate maps them; the 8-bit and paged ones with a note). */
+static const char *const opt_names[] = {"adamw", "sgd", "adamw_torch", "adamw_torch_fused", "adamw_hf",
+                                        "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit",
+                                        "paged_adamw_32bit", NULL};
+static const char *const bf16_names[] = {"false", "true", "auto", NULL};
+static const char *const strategy_names[] = {"steps", "epoch", "no", NULL};
 static const char *const device_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const kd_loss_names[] = {"forward_kl", "reverse_kl", "jsd", NULL};
 static const char *const tlogit_names[] = {"online", "cache", NULL};
+
+#define MM(f) offsetof(rt_recipe_msg_map, f)
+static const key_def msg_map_keys[] = {
+    {"role", KT_STR, MM(role), .def_s = ""},
+    {"content", KT_STR, MM(content), .def_s = ""},
+    {.name = NULL},
+};
 
 #define DS(f) offsetof(rt_recipe_dataset, f)
 static const key_def dataset_keys[] = {
     {"path", KT_STR, DS(path), .def_s = ""},
     {"type", KT_ENUM, DS(type), .def_i = RT_RECIPE_DS_TEXT, .values = ds_type_names},
     {"field", KT_STR, DS(field), .def_s = "text"},
+    {"field_messages", KT_STR, DS(field_messages), .def_s = ""},
+    {"message_property_mappings", KT_MAP, DS(message_property_mappings), .sub = msg_map_keys},
+    {"roles_to_train", KT_FLAGS, DS(roles_to_train), .def_i = RT_RECIPE_ROLE_ASSISTANT, .values = role_names},
+    {"train_on_eos", KT_ENUM, DS(train_on_eos), .def_i = RT_RECIPE_EOS_TURN, .values = eos_names},
     {"num_samples", KT_INT, DS(num_samples), .def_i = 64, .flags = KF_MIN, .min = 1},
     {"max_new_tokens", KT_INT, DS(max_new_tokens), .def_i = 128, .flags = KF_MIN, .min = 1},
     {"temperature", KT_FLOAT, DS(temperature), .def_f = 1.0, .flags = KF_MIN, .min = 0},
     {"top_p", KT_FLOAT, DS(top_p), .def_f = 0.9, .flags = KF_MIN | KF_MIN_EXCL | KF_MAX,
      .min = 0, .max = 1},
     {"seed", KT_I64, DS(seed), .def_i = 0, .flags = KF_MIN, .min = 0},
+    {.name = NULL},
+};
+
+#define SP(f) offsetof(rt_recipe_special_tokens, f)
+static const key_def special_token_keys[] = {
+    {"bos_token", KT_STR, SP(bos_token), .def_s = ""},
+    {"eos_token", KT_STR, SP(eos_token), .def_s = ""},
+    {"unk_token", KT_STR, SP(unk_token), .def_s = ""},
+    {"pad_token", KT_STR, SP(pad_token), .def_s = ""},
     {.name = NULL},
 };
 
@@ -113,6 +144,8 @@ static const key_def main_keys[] = {
     {"datasets", KT_DATASETS, R(datasets), .sub = dataset_keys},
     {"test_datasets", KT_DATASETS, R(test_datasets), .sub = dataset_keys},
     {"val_set_size", KT_FLOAT, R(val_set_size), .def_f = 0.05, .flags = KF_MIN, .min = 0},
+    STR(chat_template, ""),
+    BOOL(train_on_inputs, 0),
     INT_MIN1(sequence_len, 256),
     BOOL(sample_packing, 0),
     /* schedule */
@@ -141,7 +174,7 @@ static const key_def main_keys[] = {
     BOOL(gradient_checkpointing, 0),
     {"resume_from_checkpoint", KT_PATH_OR_BOOL, R(resume_from_checkpoint), .def_s = ""},
     ENUM(device, RT_RECIPE_DEVICE_AUTO, device_names),
-    BOOL(bf16, 0),
+    ENUM(bf16, 0, bf16_names),
     {"zero_stage", KT_INT, R(zero_stage), .def_i = 0, .flags = KF_MIN | KF_MAX, .min = 0, .max = 1},
     /* distillation */
     STR(teacher_model, ""),
@@ -157,6 +190,27 @@ static const key_def main_keys[] = {
     STR(teacher_cache_dir, ""),
     {"student_config", KT_MAP, R(student_config), .sub = student_keys},
     STR(student_model, ""),
+    /* axolotl keys with their meaning here (docs/axolotl-keys.md) */
+    BOOL(fp16, 0),
+    BOOL(tf32, 0),
+    {"bfloat16", KT_ALIAS, 0, .def_s = "bf16"},
+    {"float16", KT_ALIAS, 0, .def_s = "fp16"},
+    BOOL(lora_target_linear, 0),
+    {"peft_use_rslora", KT_ALIAS, 0, .def_s = "use_rslora"},
+    {"tokenizer_config", KT_ALIAS, 0, .def_s = "tokenizer"},
+    {"special_tokens", KT_MAP, R(special_tokens), .sub = special_token_keys},
+    INT_MIN0(evals_per_epoch, 0),
+    INT_MIN0(saves_per_epoch, 0),
+    ENUM(eval_strategy, RT_RECIPE_STRATEGY_STEPS, strategy_names),
+    {"evaluation_strategy", KT_ALIAS, 0, .def_s = "eval_strategy"},
+    ENUM(save_strategy, RT_RECIPE_STRATEGY_STEPS, strategy_names),
+    BOOL(group_by_length, 0),
+    {"loss_watchdog_threshold", KT_FLOAT, R(loss_watchdog_threshold), .def_f = 0, .flags = KF_MIN, .min = 0},
+    INT_MIN1(loss_watchdog_patience, 3),
+    BOOL(eval_sample_packing, 1),
+    BOOL(pad_to_sequence_len, 0),
+    BOOL(save_safetensors, 1),
+    BOOL(strict, 0),
     {.name = NULL},
 };
 _Static_assert(sizeof main_keys / sizeof main_keys[0] <= sizeof(((rt_recipe *)0)->set_),
@@ -224,7 +278,8 @@ static rt_status reset_key(const key_def *k, void *base) {
     case KT_INT:
     case KT_ENUM: *FIELD(int, base, k) = (int)k->def_i; break;
     case KT_I64: *FIELD(long long, base, k) = k->def_i; break;
-    case KT_MODULES: *FIELD(unsigned, base, k) = (unsigned)k->def_i; break;
+    case KT_MODULES:
+    case KT_FLAGS: *FIELD(unsigned, base, k) = (unsigned)k->def_i; break;
     case KT_FLOAT: *FIELD(double, base, k) = k->def_f; break;
     case KT_DATASETS: free_list(FIELD(rt_recipe_datasets, base, k), k->sub); break;
     case KT_MAP: return reset_table(k->sub, FIELD(char, base, k));
@@ -304,6 +359,10 @@ static void describe(const key_def *k, char *buf, size_t cap) {
         for (int i = 0; i < RT_RECIPE_N_MODULES; i++)
             append(buf, cap, "%s, ", rt_recipe_module_names[i]);
         append(buf, cap, "or the string all-linear");
+        return;
+    case KT_FLAGS:
+        append(buf, cap, "a list of ");
+        for (int i = 0; k->values[i]; i++) append(buf, cap, "%s%s", i ? ", " : "", k->values[i]);
         return;
     case KT_DATASETS:
         append(buf, cap, "a list of maps with keys ");
@@ -570,6 +629,26 @@ static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml
         *FIELD(unsigned, base, k) = bits;
         return RT_OK;
     }
+    case KT_FLAGS: {
+        unsigned bits = 0;
+        bool seq = n->type == YAML_SEQUENCE_NODE;
+        yaml_node_item_t *it = seq ? n->data.sequence.items.start : NULL;
+        for (yaml_node_t *e = seq ? NULL : n;;) {
+            if (seq) {
+                if (it >= n->data.sequence.items.top) break;
+                e = yaml_document_get_node(c->doc, *it++);
+            }
+            const char *v = scalar(e);
+            int b = -1;
+            for (int i = 0; v && k->values[i]; i++)
+                if (!strcasecmp(v, k->values[i])) b = i;
+            if (b < 0) return fail_expected(c, e, k, kp);
+            bits |= 1u << b;
+            if (!seq) break;
+        }
+        *FIELD(unsigned, base, k) = bits;
+        return RT_OK;
+    }
     case KT_DATASETS: return apply_datasets(c, k, base, n, kp);
     case KT_MAP:
         if (n->type != YAML_MAPPING_NODE) return fail_expected(c, n, k, kp);
@@ -577,6 +656,54 @@ static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml
     case KT_ALIAS: break;
     }
     return rt_errorf(RT_EINTERNAL, "recipe: key '%s' has no applier", k->name);
+}
+
+/* --------------------------------------------------------- axolotl keys -- */
+
+typedef enum { RT_AXK_IMPLEMENTED = 0, RT_AXK_INERT, RT_AXK_UNSUPPORTED } axk_class;
+typedef struct {
+    const char *name;
+    axk_class cls;
+    const char *unset; /* a value accepted as "not asking for it" besides null/false/empty */
+    const char *hint;
+} axolotl_key_def;
+
+static const axolotl_key_def axolotl_keys[] = {
+#include "train/recipe_axolotl_keys.h"
+    {NULL, 0, NULL, NULL},
+};
+
+/* Whether node n asks for nothing: null, false, an empty list or map, or
+ * the given axolotl default. */
+static bool value_unset(const yaml_node_t *n, const char *unset) {
+    if (is_null(n)) return true;
+    if (n->type == YAML_SEQUENCE_NODE) return n->data.sequence.items.top == n->data.sequence.items.start;
+    if (n->type == YAML_MAPPING_NODE) return n->data.mapping.pairs.top == n->data.mapping.pairs.start;
+    const char *s = scalar(n);
+    return s && (parse_bool(s) == 0 || (unset && !strcasecmp(s, unset)));
+}
+
+/* A top-level key that retort does not parse but axolotl defines: inert
+ * keys are remembered for the note, unsupported ones are an error unless
+ * unset. Returns false when name is not an axolotl key (or is implemented,
+ * i.e. in main_keys). */
+static bool axolotl_key(const src_ctx *c, rt_recipe *r, const char *name, const yaml_node_t *kn,
+                        const yaml_node_t *vn, rt_status *st) {
+    *st = RT_OK;
+    for (const axolotl_key_def *a = axolotl_keys; a->name; a++) {
+        if (strcmp(a->name, name) != 0) continue;
+        if (a->cls == RT_AXK_IMPLEMENTED) return false;
+        if (value_unset(vn, a->unset)) return true;
+        if (a->cls == RT_AXK_UNSUPPORTED) {
+            *st = fail(c, kn, "'%s' is an axolotl key retort does not support: %s", name, a->hint);
+        } else if (r->n_inert_ < (int)(sizeof r->inert_ / sizeof r->inert_[0])) {
+            bool dup = false;
+            for (int i = 0; i < r->n_inert_; i++) dup |= r->inert_[i] == (short)(a - axolotl_keys);
+            if (!dup) r->inert_[r->n_inert_++] = (short)(a - axolotl_keys);
+        }
+        return true;
+    }
+    return false;
 }
 
 static rt_status apply_map(const src_ctx *c, const key_def *table, void *base, yaml_node_t *map,
@@ -594,6 +721,13 @@ static rt_status apply_map(const src_ctx *c, const key_def *table, void *base, y
                             (unsigned long)yaml_document_get_node(c->doc, q->key)->start_mark.line + 1);
         }
         const key_def *k = find_key(table, name);
+        if (!k && table == main_keys) {
+            rt_status as;
+            if (axolotl_key(c, (rt_recipe *)base, name, kn, vn, &as)) {
+                RT_TRY(as);
+                continue;
+            }
+        }
         if (!k) return fail_unknown(c, kn, table, name, kp);
         char sub_kp[160];
         snprintf(sub_kp, sizeof sub_kp, "%s%s%s", kp, *kp ? "." : "", name);
@@ -700,6 +834,8 @@ static rt_status set_path(const src_ctx *c, rt_recipe *r, char *key, yaml_node_t
         next = strchr(seg, '.');
         if (next) *next++ = '\0';
         const key_def *k = find_key(table, seg);
+        rt_status as;
+        if (!k && table == main_keys && !next && axolotl_key(c, r, seg, NULL, val, &as)) return as;
         if (!k) return fail_unknown(c, NULL, table, seg, kp);
         if (table == main_keys) r->set_[k - main_keys] = 1;
         append(kp, sizeof kp, "%s%s", *kp ? "." : "", seg);
@@ -788,8 +924,8 @@ static rt_status validate_datasets(const rt_recipe *r, const rt_recipe_datasets 
         if (!*d->path) return rt_errorf(RT_EINPUT, "%s.%d.path: required (a data file)", name, i);
         if (d->type == RT_RECIPE_DS_TEACHER_GENERATE && !*r->teacher_model)
             return rt_errorf(RT_EINPUT, "%s.%d.type: teacher_generate needs teacher_model", name, i);
-        if (d->type == RT_RECIPE_DS_JSONL && !*d->field)
-            return rt_errorf(RT_EINPUT, "%s.%d.field: required for type jsonl", name, i);
+        if ((d->type == RT_RECIPE_DS_JSONL || d->type == RT_RECIPE_DS_COMPLETION) && !*d->field)
+            return rt_errorf(RT_EINPUT, "%s.%d.field: required for type %s", name, i, ds_type_names[d->type]);
     }
     return RT_OK;
 }
@@ -827,6 +963,155 @@ static rt_status validate_open_ranges(const rt_recipe *r) {
     return RT_OK;
 }
 
+/* axolotl keys that map onto retort's (docs/axolotl-keys.md). */
+static rt_status validate_axolotl(rt_recipe *r) {
+    if (r->lora_target_linear) r->lora_target_modules = RT_RECIPE_MOD_ALL_LINEAR;
+    if (r->optimizer > RT_RECIPE_OPT_SGD) {
+        const char *name = opt_names[r->optimizer];
+        r->optimizer_given_ = strstr(name, "8bit") || strstr(name, "paged") ? name : NULL;
+        r->optimizer = RT_RECIPE_OPT_ADAMW;
+    }
+    if (r->lr_scheduler == 3) r->lr_scheduler = RT_RECIPE_SCHED_CONSTANT; /* constant_with_warmup */
+    if (r->group_by_length)
+        return rt_errorf(RT_EINPUT, "group_by_length: true is not supported (retort batches in a seeded "
+                         "shuffle; use sample_packing to fill rows)");
+    if (!r->save_safetensors)
+        return rt_errorf(RT_EINPUT, "save_safetensors: false is not supported (adapters are safetensors)");
+    if (r->eval_strategy == RT_RECIPE_STRATEGY_EPOCH && !r->evals_per_epoch) r->evals_per_epoch = 1;
+    if (r->save_strategy == RT_RECIPE_STRATEGY_EPOCH && !r->saves_per_epoch) r->saves_per_epoch = 1;
+    if (r->eval_strategy == RT_RECIPE_STRATEGY_NO) r->eval_steps = 0, r->evals_per_epoch = 0;
+    if (r->save_strategy == RT_RECIPE_STRATEGY_NO) r->save_steps = 0, r->saves_per_epoch = 0;
+    if (r->evals_per_epoch && r->eval_steps)
+        return rt_errorf(RT_EINPUT, "eval_steps and evals_per_epoch are both set; use one");
+    if (r->saves_per_epoch && r->save_steps)
+        return rt_errorf(RT_EINPUT, "save_steps and saves_per_epoch are both set; use one");
+    return RT_OK;
+}
+
+void rt_recipe_print_notes(const rt_recipe *r, bool on_cpu, FILE *f) {
+    if (r->n_inert_ > 0) {
+        fprintf(f, "retort: note: accepted, no effect here (docs/axolotl-keys.md):");
+        for (int i = 0; i < r->n_inert_; i++) fprintf(f, "%s %s", i ? "," : "", axolotl_keys[r->inert_[i]].name);
+        fputc('\n', f);
+    }
+    if (on_cpu && (r->bf16 || r->fp16 || r->tf32))
+        fprintf(f, "retort: note: %s%s%s on the CPU: training runs in f32\n", r->bf16 == 2 ? "bf16: auto" :
+                r->bf16 ? "bf16" : "", r->fp16 ? (r->bf16 ? ", fp16" : "fp16") : "",
+                r->tf32 ? (r->bf16 || r->fp16 ? ", tf32" : "tf32") : "");
+    if (r->optimizer_given_)
+        fprintf(f, "retort: note: optimizer %s runs as retort's AdamW (f32 state, no paging)\n",
+                r->optimizer_given_);
+}
+
+/* Meanings for `retort finetune --help` (keys of main_keys). */
+static const struct {
+    const char *name, *help;
+} key_help[] = {
+    {"base_model", "Hugging Face model directory or llama2.c .bin to fine-tune"},
+    {"tokenizer", "tokenizer.json/tokenizer.bin path (default: the model directory)"},
+    {"load_in_4bit", "quantize the frozen base to 4-bit NF4 (QLoRA)"},
+    {"bnb_4bit_quant_type", "4-bit data type (bitsandbytes)"},
+    {"bnb_4bit_use_double_quant", "quantize the absmax constants too (bitsandbytes double quant)"},
+    {"bnb_4bit_blocksize", "NF4 block size"},
+    {"adapter", "none, lora, or qlora (LoRA on a 4-bit base)"},
+    {"lora_r", "rank of the LoRA matrices"},
+    {"lora_alpha", "LoRA scale numerator (scale = alpha / r)"},
+    {"lora_dropout", "dropout on the LoRA input"},
+    {"lora_target_modules", "projections that get LoRA adapters"},
+    {"use_rslora", "rank-stabilized scale alpha / sqrt(r)"},
+    {"datasets", "training data files (type: text, jsonl, alpaca, chat_template, sharegpt, completion, input_output, teacher_generate)"},
+    {"test_datasets", "held-out data files (instead of val_set_size)"},
+    {"val_set_size", "fraction (< 1) or count of examples held out for evaluation"},
+    {"chat_template", "template for chat datasets; empty: the tokenizer's own"},
+    {"train_on_inputs", "train prompt tokens too (alpaca, chat datasets)"},
+    {"sequence_len", "tokens per row"},
+    {"sample_packing", "pack several examples per row"},
+    {"micro_batch_size", "rows per micro-batch"},
+    {"gradient_accumulation_steps", "micro-batches per optimizer step"},
+    {"num_epochs", "passes over the training rows (unless max_steps)"},
+    {"max_steps", "optimizer steps; -1: from num_epochs"},
+    {"learning_rate", "peak learning rate"},
+    {"lr_scheduler", "learning-rate schedule after warmup"},
+    {"warmup_steps", "linear warmup steps"},
+    {"warmup_ratio", "warmup as a fraction of all steps"},
+    {"weight_decay", "decoupled weight decay (AdamW)"},
+    {"max_grad_norm", "clip the global gradient norm; 0: no clipping"},
+    {"optimizer", "adamw or sgd (axolotl's AdamW names run retort's AdamW)"},
+    {"adam_beta1", "AdamW beta1"},
+    {"adam_beta2", "AdamW beta2"},
+    {"adam_epsilon", "AdamW epsilon"},
+    {"momentum", "SGD momentum"},
+    {"seed", "seed of the data order, split, dropout and init"},
+    {"output_dir", "where the adapter, checkpoints, metrics.jsonl and loss.svg go"},
+    {"logging_steps", "print the train loss every N steps"},
+    {"eval_steps", "evaluate every N steps (0: first and last only)"},
+    {"save_steps", "checkpoint every N steps (0: never)"},
+    {"save_total_limit", "checkpoints kept (0: all)"},
+    {"gradient_checkpointing", "recompute activations in backward to save memory"},
+    {"resume_from_checkpoint", "checkpoint directory to resume from (true: the latest)"},
+    {"device", "cpu, cuda or auto"},
+    {"bf16", "CUDA: bf16 mixed precision; CPU: f32 (a note)"},
+    {"zero_stage", "1: shard the optimizer state across MPI ranks"},
+    {"teacher_model", "distillation teacher (model dir or .bin)"},
+    {"teacher_tokenizer", "teacher's tokenizer (default: tokenizer)"},
+    {"teacher_load_in_4bit", "quantize the teacher to NF4"},
+    {"kd_ratio", "weight of the KD loss against CE"},
+    {"kd_loss", "distillation divergence"},
+    {"kd_beta", "JSD mixture weight"},
+    {"kd_temperature", "softmax temperature of both models"},
+    {"kd_top_k", "KD on the teacher's top-k logits (0: full vocabulary)"},
+    {"teacher_logits", "online (teacher runs each step) or cache (precomputed top-k)"},
+    {"teacher_cache_dir", "where the teacher's cached top-k logits go"},
+    {"student_config", "a new student's shape (distillation)"},
+    {"student_model", "an existing student model (distillation)"},
+    {"fp16", "CUDA: fp16 mixed precision; CPU: f32 (a note)"},
+    {"tf32", "CUDA: TF32 matmuls; CPU: f32 (a note)"},
+    {"lora_target_linear", "true: LoRA on every linear projection (all-linear)"},
+    {"special_tokens", "bos/eos/unk/pad strings; each must be a token of the tokenizer"},
+    {"evals_per_epoch", "evaluations per epoch (instead of eval_steps)"},
+    {"saves_per_epoch", "checkpoints per epoch (instead of save_steps)"},
+    {"eval_strategy", "steps, epoch or no"},
+    {"save_strategy", "steps, epoch or no"},
+    {"group_by_length", "false only"},
+    {"loss_watchdog_threshold", "stop when the train loss stays above this (0: off)"},
+    {"loss_watchdog_patience", "steps in a row above the threshold before stopping"},
+    {"eval_sample_packing", "accepted; the validation rows are packed when sample_packing is"},
+    {"pad_to_sequence_len", "accepted; batches are always [micro_batch_size, sequence_len]"},
+    {"save_safetensors", "true only (adapters are safetensors)"},
+    {"strict", "accepted; every key is always checked"},
+    {NULL, NULL},
+};
+
+static const char *help_of(const char *name) {
+    for (int i = 0; key_help[i].name; i++)
+        if (!strcmp(key_help[i].name, name)) return key_help[i].help;
+    return NULL;
+}
+
+void rt_recipe_print_keys(FILE *f) {
+    char buf[512];
+    for (const key_def *k = main_keys; k->name; k++) {
+        if (k->type == KT_ALIAS) {
+            fprintf(f, "  %-28s same as %s\n", k->name, k->def_s);
+            continue;
+        }
+        describe(k, buf, sizeof buf);
+        fprintf(f, "  %-28s %s", k->name, buf);
+        switch (k->type) {
+        case KT_STR: if (k->def_s && *k->def_s) fprintf(f, " [%s]", k->def_s); break;
+        case KT_BOOL: fprintf(f, " [%s]", k->def_i ? "true" : "false"); break;
+        case KT_INT:
+        case KT_I64: fprintf(f, " [%lld]", k->def_i); break;
+        case KT_FLOAT: fprintf(f, " [%g]", k->def_f); break;
+        case KT_ENUM: fprintf(f, " [%s]", k->values[k->def_i]); break;
+        default: break;
+        }
+        const char *h = k->help ? k->help : help_of(k->name);
+        if (h) fprintf(f, "\n  %-28s   %s", "", h);
+        fputc('\n', f);
+    }
+}
+
 rt_status rt_recipe_validate(rt_recipe *r) {
     RT_TRY(validate_open_ranges(r));
     bool distill = *r->teacher_model != '\0';
@@ -858,6 +1143,7 @@ rt_status rt_recipe_validate(rt_recipe *r) {
             return rt_errorf(RT_EINPUT, "load_in_4bit: a 4-bit base is frozen; set adapter: qlora");
         r->adapter = RT_RECIPE_ADAPTER_QLORA; /* LoRA on a 4-bit base is QLoRA */
     }
+    RT_TRY(validate_axolotl(r));
     if (r->adapter != RT_RECIPE_ADAPTER_NONE && !r->lora_target_modules)
         return rt_errorf(RT_EINPUT, "lora_target_modules: empty; name at least one projection or all-linear");
 
@@ -960,6 +1246,13 @@ static int emit_value(yaml_emitter_t *e, const key_def *k, const void *base) {
         if (!emit_seq_start(e, l->count == 0)) return 0;
         for (int i = 0; i < l->count; i++)
             if (!emit_table(e, k->sub, &l->items[i])) return 0;
+        return emit_seq_end(e);
+    }
+    case KT_FLAGS: {
+        unsigned bits = *FIELD(unsigned, b, k);
+        if (!emit_seq_start(e, true)) return 0;
+        for (int i = 0; k->values[i]; i++)
+            if ((bits >> i & 1u) && !emit_scalar(e, k->values[i], false)) return 0;
         return emit_seq_end(e);
     }
     case KT_MAP: return emit_table(e, k->sub, FIELD(char, b, k));

@@ -17,6 +17,7 @@
 #define RT_RECIPE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "kernels/error.h"
 
@@ -52,7 +53,23 @@ typedef enum {
     RT_RECIPE_DS_JSONL,            /* one JSON object a line, text in `field` */
     RT_RECIPE_DS_ALPACA,           /* {instruction, input, output} a line */
     RT_RECIPE_DS_TEACHER_GENERATE, /* prompts file; the teacher writes samples */
+    RT_RECIPE_DS_CHAT_TEMPLATE,    /* axolotl chat_template: a message list a line */
+    RT_RECIPE_DS_SHAREGPT,         /* axolotl sharegpt: conversations of {from, value} */
+    RT_RECIPE_DS_COMPLETION,       /* axolotl completion: text in `field`, all trained */
+    RT_RECIPE_DS_INPUT_OUTPUT,     /* axolotl input_output: segments [{text, label}] */
 } rt_recipe_dataset_type;
+
+/* roles_to_train bits (the same as train/tokenizer/chat_template.h RT_ROLE_*). */
+enum { RT_RECIPE_ROLE_SYSTEM = 1, RT_RECIPE_ROLE_USER = 2, RT_RECIPE_ROLE_ASSISTANT = 4,
+       RT_RECIPE_ROLE_TOOL = 8 };
+typedef enum { RT_RECIPE_EOS_TURN = 0, RT_RECIPE_EOS_ALL, RT_RECIPE_EOS_LAST, RT_RECIPE_EOS_NONE }
+    rt_recipe_train_on_eos;
+
+/* message_property_mappings: which keys of a message hold its role and content. */
+typedef struct {
+    char *role;    /* [""]: "role" (chat_template) or "from" (sharegpt) */
+    char *content; /* [""]: "content" (chat_template) or "value" (sharegpt) */
+} rt_recipe_msg_map;
 
 typedef enum {
     RT_RECIPE_SCHED_CONSTANT = 0,
@@ -76,11 +93,23 @@ typedef enum {
 
 typedef enum { RT_RECIPE_TEACHER_ONLINE = 0, RT_RECIPE_TEACHER_CACHE } rt_recipe_teacher_logits;
 
+typedef enum { RT_RECIPE_STRATEGY_STEPS = 0, RT_RECIPE_STRATEGY_EPOCH, RT_RECIPE_STRATEGY_NO } rt_recipe_strategy;
+
+/* axolotl's special_tokens (strings; "" = not given). */
+typedef struct {
+    char *bos_token, *eos_token, *unk_token, *pad_token;
+} rt_recipe_special_tokens;
+
 /* One entry of `datasets:` / `test_datasets:`. */
 typedef struct {
     char *path;    /* required */
     int type;      /* rt_recipe_dataset_type [text] */
-    char *field;   /* jsonl: the key holding the text [text] */
+    char *field;   /* jsonl, completion: the key holding the text [text] */
+    /* chat_template / sharegpt (axolotl's keys): */
+    char *field_messages;      /* key of the message list [""]: messages / conversations */
+    rt_recipe_msg_map message_property_mappings;
+    unsigned roles_to_train;   /* RT_RECIPE_ROLE_* bits [assistant] */
+    int train_on_eos;          /* rt_recipe_train_on_eos [turn] */
     /* teacher_generate only: */
     int num_samples;      /* [64] */
     int max_new_tokens;   /* [128] */
@@ -124,6 +153,8 @@ typedef struct {
     rt_recipe_datasets datasets;
     rt_recipe_datasets test_datasets; /* optional held-out set */
     double val_set_size; /* < 1: fraction of datasets, >= 1: count [0.05] */
+    char *chat_template;  /* chat datasets: a template name, "" = the tokenizer's own [""] */
+    bool train_on_inputs; /* alpaca/chat: train the prompt tokens too [false] */
     int sequence_len;    /* tokens [256] */
     bool sample_packing;
     /* schedule */
@@ -150,7 +181,7 @@ typedef struct {
     bool gradient_checkpointing;
     char *resume_from_checkpoint; /* "" none, "latest" (YAML true) or a path */
     int device;             /* rt_recipe_device [auto] */
-    bool bf16;
+    int bf16;               /* 0 false, 1 true, 2 auto (axolotl's bf16: auto) [false] */
     int zero_stage;         /* 0, or 1 = shard optimizer state across ranks */
     /* distillation */
     char *teacher_model;
@@ -167,7 +198,20 @@ typedef struct {
     char *student_model; /* a pretrained student instead of student_config */
 
     /* private: which top-level keys the file/overrides set (for validate) */
-    unsigned char set_[96];
+    /* axolotl keys (docs/axolotl-keys.md) */
+    bool fp16, tf32;        /* CPU: a note that training runs in f32 */
+    bool lora_target_linear; /* true: lora_target_modules = all-linear */
+    rt_recipe_special_tokens special_tokens; /* each must be a token of the tokenizer */
+    int evals_per_epoch, saves_per_epoch;    /* > 0: eval_steps/save_steps from the epoch length */
+    int eval_strategy, save_strategy;        /* rt_recipe_strategy [steps] */
+    bool group_by_length;   /* false only */
+    double loss_watchdog_threshold;          /* > 0: stop when the loss stays above it */
+    int loss_watchdog_patience;              /* consecutive steps [3] */
+    bool eval_sample_packing, pad_to_sequence_len, save_safetensors, strict; /* accepted */
+    const char *optimizer_given_; /* axolotl optimizer name mapped to adamw (static), or NULL */
+    short inert_[64];       /* indices into the axolotl key table of inert keys given */
+    int n_inert_;
+    unsigned char set_[160];
 } rt_recipe;
 
 /* Fills r with every default (strings allocated). On RT_EINTERNAL (OOM) r
@@ -211,6 +255,16 @@ rt_status rt_recipe_set(rt_recipe *r, const char *key_eq_value);
  * student_model both given, inconsistent student_config shapes,
  * teacher_logits cache without teacher_cache_dir. */
 rt_status rt_recipe_validate(rt_recipe *r);
+
+/* Prints the one-line notes a validated recipe calls for to f, each
+ * "retort: note: ...": the inert axolotl keys it sets (one line), bf16/fp16/
+ * tf32 on the CPU (training runs in f32), an 8-bit/paged optimizer name run
+ * as retort's AdamW. on_cpu: whether training runs on the CPU. */
+void rt_recipe_print_notes(const rt_recipe *r, bool on_cpu, FILE *f);
+
+/* Prints every recipe key with its type, default and meaning (from the
+ * parser's table) to f: the body of `retort finetune --help`. */
+void rt_recipe_print_keys(FILE *f);
 
 /* Releases every owned string/array and zeroes r. NULL-safe. */
 void rt_recipe_free(rt_recipe *r);

@@ -313,6 +313,14 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
     }
     grad_accum acc = {0};
     RT_TRY(accum_init(&acc, &job->model->params, r->gradient_accumulation_steps));
+    /* evals_per_epoch / saves_per_epoch (axolotl): steps between them from the epoch length */
+    int64_t per_epoch = rt_data_total_steps(job->train, &plan, 1.0, -1);
+    int64_t eval_every = r->evals_per_epoch > 0 ? per_epoch / r->evals_per_epoch : r->eval_steps;
+    int64_t save_every = r->saves_per_epoch > 0 ? per_epoch / r->saves_per_epoch : r->save_steps;
+    if (r->evals_per_epoch > 0 && eval_every < 1) eval_every = 1;
+    if (r->saves_per_epoch > 0 && save_every < 1) save_every = 1;
+    bool final_eval = r->eval_strategy != RT_RECIPE_STRATEGY_NO;
+    int watchdog = 0;
     rt_batch b = {0};
     rt_status s = rt_batch_alloc(&b, r->micro_batch_size, r->sequence_len);
     if (s != RT_OK) {
@@ -353,10 +361,18 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
             bool print = r->logging_steps > 0 && ((step + 1) % r->logging_steps == 0 || step + 1 == total);
             rt_metrics_train(mx, step + 1, total, loss, lr, norm, (double)tokens / dt, eta, print);
         }
+        /* axolotl's loss watchdog: stop when the loss stays above the threshold */
+        watchdog = r->loss_watchdog_threshold > 0 && !(loss <= r->loss_watchdog_threshold) ? watchdog + 1 : 0;
+        if (watchdog >= r->loss_watchdog_patience && r->loss_watchdog_threshold > 0) {
+            s = rt_errorf(RT_EINPUT, "step %lld: train loss %.4f above loss_watchdog_threshold %g for %d "
+                          "steps in a row; stopping", (long long)step + 1, loss, r->loss_watchdog_threshold,
+                          watchdog);
+            break;
+        }
         bool last = step + 1 == total;
-        if (last || (r->eval_steps > 0 && (step + 1) % r->eval_steps == 0))
+        if ((last && final_eval) || (eval_every > 0 && (step + 1) % eval_every == 0))
             s = eval_and_log(job, ctx, mx, step + 1, res);
-        if (s == RT_OK && r->save_steps > 0 && (step + 1) % r->save_steps == 0 && !last)
+        if (s == RT_OK && save_every > 0 && (step + 1) % save_every == 0 && !last)
             s = save_checkpoint(job, o, ctx, step + 1);
     }
     res->seconds = now_s() - t_run;

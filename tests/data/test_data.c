@@ -202,7 +202,7 @@ static void test_jsonl(void) {
 static const char WASHINGTON_PROMPT[] =
     "Below is an instruction that describes a task. Write a response that appropriately completes "
     "the request.\n\n### Instruction:\nWrite the opening of the State of the Union address that "
-    "George Washington gave in 1790.\n\n### Response:";
+    "George Washington gave in 1790.\n\n### Response:\n";
 
 /* Checks example e: BOS + prompt (no targets) + output + EOS (targets). */
 static void check_alpaca_example(const rt_dataset *d, int64_t e, const char *prompt, const char *output) {
@@ -233,7 +233,7 @@ static void test_alpaca(void) {
     rt_data_alpaca_prompt("Sum.", "1 2", &lit);
     CHECK(lit && !strcmp(lit, "Below is an instruction that describes a task, paired with an input that "
                               "provides further context. Write a response that appropriately completes the "
-                              "request.\n\n### Instruction:\nSum.\n\n### Input:\n1 2\n\n### Response:"),
+                              "request.\n\n### Instruction:\nSum.\n\n### Input:\n1 2\n\n### Response:\n"),
           "input template");
     free(lit);
 
@@ -276,11 +276,11 @@ static void test_alpaca(void) {
     check_alpaca_example(tr, 0,
                          "Below is an instruction that describes a task, paired with an input that provides "
                          "further context. Write a response that appropriately completes the request.\n\n"
-                         "### Instruction:\nAdd the numbers.\n\n### Input:\n2 and 3\n\n### Response:",
+                         "### Instruction:\nAdd the numbers.\n\n### Input:\n2 and 3\n\n### Response:\n",
                          "5");
     check_alpaca_example(tr, 1,
                          "Below is an instruction that describes a task. Write a response that appropriately "
-                         "completes the request.\n\n### Instruction:\nSay hi.\n\n### Response:",
+                         "completes the request.\n\n### Instruction:\nSay hi.\n\n### Response:\n",
                          "Hi there, friend.");
     rt_dataset_example(tr, 1, &tk, &tg, &m);
     k = 1;

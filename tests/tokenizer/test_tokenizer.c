@@ -202,11 +202,11 @@ static void test_small_json(const char *tmp) {
     free(s);
     rt_tokenizer_free(t);
 
-    write_all(path, "{\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},"
+    write_all(path, "{\"normalizer\":{\"type\":\"BertNormalizer\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},"
                     "\"merges\":[]}}");
     rt_error_clear();
     st = rt_tokenizer_load(path, &t);
-    CHECK(st == RT_EINPUT && strstr(rt_error_message(), "NFKC") && strstr(rt_error_message(), path),
+    CHECK(st == RT_EINPUT && strstr(rt_error_message(), "BertNormalizer") && strstr(rt_error_message(), path),
           "unsupported normalizer is named: %s", rt_error_message());
     write_all(path, "{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}");
     st = rt_tokenizer_load(path, &t);
@@ -222,7 +222,7 @@ int main(void) {
     CHECK(sotu && so_len > 1000, "sotu first text found (%zu bytes)", so_len);
     if (!chapter || !sotu) return rt_test_summary();
 
-    rt_tokenizer *lj = load("tokenizers/llama2"); /* directory: tokenizer.json + config */
+    rt_tokenizer *lj = load("tokenizers/mistral"); /* directory: tokenizer.json + config */
     rt_tokenizer *lb = load("tokenizers/llama2/tokenizer.bin");
     rt_tokenizer *t5 = load("models/stories260K/tok512.bin");
     rt_tokenizer *g2 = load("tokenizers/gpt2");

@@ -68,11 +68,24 @@ static rt_status finetune(rt_recipe *r, rt_dist *d) {
 }
 
 int rt_recipe_main(int argc, char **argv, rt_status (*job)(rt_recipe *r, rt_dist *d)) {
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: retort %s RECIPE.yaml [key=value ...]\n"
+               "  RECIPE.yaml: axolotl-style keys (axolotl's own keys: docs/axolotl-keys.md);\n"
+               "  key=value overrides one key (dotted paths: datasets.0.path=...).\n"
+               "recipe keys (type [default]):\n", argv[0]);
+        rt_recipe_print_keys(stdout);
+        return 0;
+    }
     rt_dist d;
     rt_status s = rt_dist_init(&d, &argc, &argv);
     if (s != RT_OK) return rt_cmd_fail(s);
     rt_recipe r;
     s = rt_finetune_load_recipe(argc, argv, &r);
+    rt_device dev = RT_CPU;
+    if (s == RT_OK && d.rank == 0) {
+        if (rt_finetune_device(&r, &dev) == RT_OK) rt_recipe_print_notes(&r, dev == RT_CPU, stderr);
+        rt_error_clear(); /* a device error is the job's to report */
+    }
     if (s == RT_OK) {
         s = job(&r, &d);
         rt_recipe_free(&r);

@@ -15,18 +15,18 @@
  *            windows like text when longer than T + 1. Blank lines and
  *            empty texts are skipped.
  *   alpaca   {"instruction", "input" (optional), "output"} a line, rendered
- *            with Stanford Alpaca's templates (github.com/tatsu-lab/
- *            stanford_alpaca, train.py PROMPT_DICT), literally:
+ *            with axolotl's AlpacaPrompter (Stanford Alpaca's templates, github.com/tatsu-lab/
+ *            stanford_alpaca train.py PROMPT_DICT, plus a final "\n"), literally:
  *              input empty or missing:
  *                "Below is an instruction that describes a task. Write a
  *                 response that appropriately completes the request.\n\n
- *                 ### Instruction:\n{instruction}\n\n### Response:"
+ *                 ### Instruction:\n{instruction}\n\n### Response:\n"
  *              otherwise:
  *                "Below is an instruction that describes a task, paired with
  *                 an input that provides further context. Write a response
  *                 that appropriately completes the request.\n\n
  *                 ### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n
- *                 ### Response:"
+ *                 ### Response:\n"
  *            (each template is one line of text; the line breaks above are
  *            only for this comment, the "\n" are the real newlines).
  *            Tokens = BOS + encode(prompt) [targets off, labels -100] +
@@ -40,6 +40,25 @@
  *            masked nor trained correctly). A SentencePiece tokenizer adds
  *            its dummy-prefix space to the response, so decoding the example
  *            gives "<prompt> <output>".
+ *            With train_on_inputs (recipe) the prompt tokens are targets too.
+ *            The prompt is axolotl's AlpacaPrompter text, which ends
+ *            "### Response:\n" (Stanford's ends without the newline).
+ *   completion   axolotl's: as jsonl (`field`, default "text", all trained).
+ *   input_output axolotl's: {"segments": [{"text", "label"}]} a line: BOS
+ *            (untrained, where the tokenizer adds one), then each segment
+ *            encoded on its own, trained when label is true (default true);
+ *            no EOS added. Truncated to T + 1, dropped without a target.
+ *   chat_template / sharegpt   axolotl's: the list under field_messages
+ *            (default "messages"; sharegpt "conversations") of messages whose
+ *            role/content sit under message_property_mappings.role/.content
+ *            (default role/content; sharegpt from/value, with human/gpt
+ *            roles), rendered with the recipe's chat_template (default the
+ *            tokenizer's own) and labelled as train/tokenizer/chat_template.h
+ *            MASKING says, with roles_to_train and train_on_eos;
+ *            train_on_inputs trains every token. A chat_template line without
+ *            the list but with alpaca fields (instruction, input, output) is
+ *            read as [user: instruction ("\n\n" input), assistant: output].
+ *            Truncated to T + 1, dropped when no target is left.
  *   teacher_generate   skipped by rt_data_load (the distillation code makes
  *            those texts and adds them with rt_dataset_add_text).
  *

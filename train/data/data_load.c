@@ -3,6 +3,7 @@
  * Semantics are documented in train/data.h. */
 #include "train/data/data_internal.h"
 #include "train/formats/fs.h"
+#include "train/tokenizer/chat_template.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -14,11 +15,11 @@
 static const char ALPACA_NO_INPUT[] =
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n%s\n\n### Response:";
+    "### Instruction:\n%s\n\n### Response:\n";
 static const char ALPACA_INPUT[] =
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n%s\n\n### Input:\n%s\n\n### Response:";
+    "### Instruction:\n%s\n\n### Input:\n%s\n\n### Response:\n";
 
 rt_status rt_data_alpaca_prompt(const char *instruction, const char *input, char **out) {
     int n = (input && *input) ? asprintf(out, ALPACA_INPUT, instruction, input)
@@ -148,14 +149,24 @@ static const char *json_string(const cJSON *obj, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* One alpaca record (see data.h): BOS + prompt (targets off) + output + EOS
- * (targets on), truncated to T + 1; dropped if no target is left. */
+/* Pushes s truncated to T + 1 tokens unless no target is left in it. */
+static rt_status push_truncated(rt_dataset *d, const seq *s) {
+    int64_t n = s->n < (int64_t)d->seq_len + 1 ? s->n : (int64_t)d->seq_len + 1;
+    bool any = false;
+    for (int64_t i = 1; i < n && !any; i++) any = s->tg[i] != 0;
+    if (!any || n < 2) return RT_OK;
+    return rt_data_push_example(d, s->v, s->tg, n);
+}
+
+/* One alpaca record (see data.h): BOS + prompt (targets off unless
+ * train_on_inputs) + output + EOS (targets on), truncated to T + 1; dropped
+ * if no target is left. */
 static rt_status push_alpaca(rt_dataset *d, const rt_tokenizer *tok, const char *instruction,
-                             const char *input, const char *output) {
+                             const char *input, const char *output, bool train_on_inputs) {
     char *prompt = NULL;
     RT_TRY(rt_data_alpaca_prompt(instruction, input, &prompt));
     seq s = {0};
-    rt_status st = encode_into(tok, prompt, strlen(prompt), false, 0, true, &s);
+    rt_status st = encode_into(tok, prompt, strlen(prompt), false, train_on_inputs, true, &s);
     free(prompt);
     int64_t n_prompt = s.n;
     if (st == RT_OK) st = encode_into(tok, output, strlen(output), true, 1, false, &s);
@@ -165,10 +176,93 @@ static rt_status push_alpaca(rt_dataset *d, const rt_tokenizer *tok, const char 
     return st;
 }
 
-static rt_status load_jsonl(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe_dataset *ds,
-                            const char *buf, size_t len) {
+/* input_output: BOS (untrained, where the tokenizer adds one) then each
+ * segment encoded on its own, trained when its "label" is true. */
+static rt_status push_segments(rt_dataset *d, const rt_tokenizer *tok, const cJSON *segs, const char *path,
+                               long line) {
+    if (!cJSON_IsArray(segs))
+        return rt_errorf(RT_EINPUT, "%s:%ld: no list field \"segments\" (input_output needs "
+                         "[{\"text\", \"label\"}])", path, line);
+    seq s = {0};
+    rt_status st = RT_OK;
+    if (rt_tokenizer_adds_bos(tok)) {
+        int32_t b = rt_tokenizer_bos(tok);
+        st = seq_append(&s, &b, 1, 0);
+    }
+    const cJSON *g;
+    int k = 0;
+    cJSON_ArrayForEach(g, segs) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(g, "text");
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(g, "label");
+        if (st != RT_OK) break;
+        if (!cJSON_IsString(t) || (l && !cJSON_IsBool(l)))
+            st = rt_errorf(RT_EINPUT, "%s:%ld: segment %d needs a string \"text\" and a boolean \"label\"",
+                           path, line, k);
+        else if ((st = encode_into(tok, t->valuestring, strlen(t->valuestring), false,
+                                   !l || cJSON_IsTrue(l), false, &s)) != RT_OK)
+            st = prefixed(st, path, line);
+        k++;
+    }
+    if (st == RT_OK) st = push_truncated(d, &s);
+    seq_free(&s);
+    return st;
+}
+
+/* chat_template / sharegpt: the message list rendered with the template,
+ * labels per roles_to_train / train_on_eos (every token with
+ * train_on_inputs). */
+static rt_status push_chat(rt_dataset *d, const rt_tokenizer *tok, const rt_chat_template *ct,
+                           const rt_recipe_dataset *ds, bool train_on_inputs, const cJSON *obj, long line) {
+    bool sg = ds->type == RT_RECIPE_DS_SHAREGPT;
+    const char *fm = *ds->field_messages ? ds->field_messages : sg ? "conversations" : "messages";
+    const char *rk = *ds->message_property_mappings.role ? ds->message_property_mappings.role : sg ? "from" : "role";
+    const char *ck = *ds->message_property_mappings.content ? ds->message_property_mappings.content
+                     : sg ? "value" : "content";
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, fm);
+    const char *ins = json_string(obj, "instruction"), *out = json_string(obj, "output");
+    const char *in = json_string(obj, "input");
+    if (!cJSON_IsArray(arr) && !(ins && out && !sg))
+        return rt_errorf(RT_EINPUT, "%s:%ld: no list field \"%s\" (field_messages; or an alpaca record with "
+                         "instruction and output)", ds->path, line, fm);
+    rt_chat_msg *m = NULL;
+    int nm = 0;
+    char *user = NULL;
+    rt_status st = RT_OK;
+    if (cJSON_IsArray(arr)) {
+        st = rt_chat_msgs_from_json(arr, rk, ck, &m, &nm);
+    } else { /* alpaca record as a conversation: user = instruction [+ "\n\n" + input] */
+        if (asprintf(&user, in && *in ? "%s\n\n%s" : "%s", ins, in) < 0) user = NULL;
+        m = malloc(2 * sizeof *m);
+        if (!user || !m) st = rt_errorf(RT_EINTERNAL, "data: out of memory");
+        else m[0] = (rt_chat_msg){"user", user}, m[1] = (rt_chat_msg){"assistant", out}, nm = 2;
+    }
+    int32_t *ids = NULL;
+    uint8_t *tr = NULL;
+    size_t n = 0;
+    if (st == RT_OK)
+        st = rt_chat_encode(ct, tok, m, nm, train_on_inputs ? 0xfu : ds->roles_to_train,
+                            train_on_inputs ? RT_EOS_ALL : (rt_chat_eos)ds->train_on_eos, &ids, &tr, &n);
+    if (st == RT_OK && train_on_inputs) memset(tr, 1, n);
+    seq s = {0};
+    for (size_t i = 0; st == RT_OK && i < n; i++) st = seq_append(&s, &ids[i], 1, tr[i]);
+    if (st == RT_OK) st = push_truncated(d, &s);
+    else st = prefixed(st, ds->path, line);
+    seq_free(&s);
+    free(ids), free(tr), free(m), free(user);
+    return st;
+}
+
+static rt_status load_jsonl(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe *r,
+                            const rt_recipe_dataset *ds, const char *buf, size_t len) {
     bool alpaca = ds->type == RT_RECIPE_DS_ALPACA;
+    bool chat = ds->type == RT_RECIPE_DS_CHAT_TEMPLATE || ds->type == RT_RECIPE_DS_SHAREGPT;
     const char *path = ds->path;
+    rt_chat_template ct = {0};
+    if (chat) {
+        rt_status st = rt_chat_template_get(r->chat_template, tok, &ct);
+        if (st != RT_OK) return prefixed(st, path, 0);
+    }
+    rt_status st = RT_OK;
     long line = 0;
     for (size_t at = 0; at < len;) {
         line++;
@@ -181,10 +275,14 @@ static rt_status load_jsonl(rt_dataset *d, const rt_tokenizer *tok, const rt_rec
         cJSON *obj = cJSON_ParseWithLength(p, n);
         if (!cJSON_IsObject(obj)) {
             cJSON_Delete(obj);
-            return rt_errorf(RT_EINPUT, "%s:%ld: malformed JSON (expected one object a line)", path, line);
+            st = rt_errorf(RT_EINPUT, "%s:%ld: malformed JSON (expected one object a line)", path, line);
+            break;
         }
-        rt_status st = RT_OK;
-        if (alpaca) {
+        if (chat) {
+            st = push_chat(d, tok, &ct, ds, r->train_on_inputs, obj, line);
+        } else if (ds->type == RT_RECIPE_DS_INPUT_OUTPUT) {
+            st = push_segments(d, tok, cJSON_GetObjectItemCaseSensitive(obj, "segments"), path, line);
+        } else if (alpaca) {
             const char *ins = json_string(obj, "instruction"), *out = json_string(obj, "output");
             const cJSON *in = cJSON_GetObjectItemCaseSensitive(obj, "input");
             if (!ins || !out)
@@ -193,7 +291,7 @@ static rt_status load_jsonl(rt_dataset *d, const rt_tokenizer *tok, const rt_rec
             else if (in && !cJSON_IsString(in) && !cJSON_IsNull(in))
                 st = rt_errorf(RT_EINPUT, "%s:%ld: field \"input\" is not a string", path, line);
             else if ((st = push_alpaca(d, tok, ins, in && cJSON_IsString(in) ? in->valuestring : "",
-                                       out)) != RT_OK)
+                                       out, r->train_on_inputs)) != RT_OK)
                 st = prefixed(st, path, line);
         } else {
             const char *text = json_string(obj, ds->field);
@@ -208,13 +306,15 @@ static rt_status load_jsonl(rt_dataset *d, const rt_tokenizer *tok, const rt_rec
             }
         }
         cJSON_Delete(obj);
-        if (st != RT_OK) return st;
+        if (st != RT_OK) break;
     }
-    return RT_OK;
+    rt_chat_template_clear(&ct);
+    return st;
 }
 
 /* Appends the examples of one recipe dataset entry to d. */
-static rt_status load_file(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe_dataset *ds) {
+static rt_status load_file(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe *r,
+                           const rt_recipe_dataset *ds) {
     char *buf;
     size_t len;
     RT_TRY(rt_read_file(ds->path, "data file", &buf, &len));
@@ -227,26 +327,31 @@ static rt_status load_file(rt_dataset *d, const rt_tokenizer *tok, const rt_reci
     else if (ds->type == RT_RECIPE_DS_TEXT)
         st = load_text(d, tok, ds->path, buf, len);
     else
-        st = load_jsonl(d, tok, ds, buf, len);
+        st = load_jsonl(d, tok, r, ds, buf, len);
     free(buf);
     if (st == RT_OK && d->n_ex == before) {
         const char *why = ds->type == RT_RECIPE_DS_TEXT ? "the file is empty"
-                          : ds->type == RT_RECIPE_DS_ALPACA
-                              ? "the file has no records, or every prompt fills sequence_len"
+                          : ds->type == RT_RECIPE_DS_ALPACA || ds->type == RT_RECIPE_DS_CHAT_TEMPLATE ||
+                                    ds->type == RT_RECIPE_DS_SHAREGPT || ds->type == RT_RECIPE_DS_INPUT_OUTPUT
+                              ? "the file has no records, or no record has a trained token within sequence_len"
                               : "the file has no records with a non-empty text";
         st = rt_errorf(RT_EINPUT, "%s: no examples (%s)", ds->path, why);
     }
     return st;
 }
 
-static rt_status load_list(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe_datasets *l) {
+_Static_assert((int)RT_RECIPE_ROLE_ASSISTANT == (int)RT_ROLE_ASSISTANT && (int)RT_RECIPE_ROLE_TOOL == (int)RT_ROLE_TOOL &&
+                   RT_RECIPE_EOS_NONE == (int)RT_EOS_NONE && RT_RECIPE_EOS_LAST == (int)RT_EOS_LAST,
+               "recipe role/eos values match the chat template's");
+
+static rt_status load_list(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe *r,
+                           const rt_recipe_datasets *l) {
     for (int i = 0; i < l->count; i++) {
         const rt_recipe_dataset *ds = &l->items[i];
         if (ds->type == RT_RECIPE_DS_TEACHER_GENERATE) continue;
-        if (ds->type != RT_RECIPE_DS_TEXT && ds->type != RT_RECIPE_DS_JSONL &&
-            ds->type != RT_RECIPE_DS_ALPACA)
+        if (ds->type < RT_RECIPE_DS_TEXT || ds->type > RT_RECIPE_DS_INPUT_OUTPUT)
             return rt_errorf(RT_EINPUT, "%s: unknown dataset type %d", ds->path, ds->type);
-        RT_TRY(load_file(d, tok, ds));
+        RT_TRY(load_file(d, tok, r, ds));
     }
     return RT_OK;
 }
@@ -304,11 +409,11 @@ rt_status rt_data_load(const rt_recipe *r, const rt_tokenizer *tok, rt_dataset *
     if (st == RT_OK) st = rt_dataset_new(r->sequence_len, r->sample_packing, seed, &va);
     if (st == RT_OK) {
         va->shuffle_pack = false; /* evaluation reads the rows in file order */
-        st = load_list(tr, tok, &r->datasets);
+        st = load_list(tr, tok, r, &r->datasets);
     }
     if (st == RT_OK) {
         if (r->test_datasets.count > 0)
-            st = load_list(va, tok, &r->test_datasets);
+            st = load_list(va, tok, r, &r->test_datasets);
         else if (tr->n_ex > 0)
             st = split(r, &tr, va);
     }

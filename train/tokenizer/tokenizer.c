@@ -8,9 +8,12 @@
  * entries are skipped by re-checking the two symbols. */
 #include "train/tokenizer/tokenizer_internal.h"
 
+#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unictype.h>
+#include <uninorm.h>
 
 rt_status rt_tok_oom(void) { return rt_errorf(RT_EINTERNAL, "tokenizer: out of memory"); }
 
@@ -253,7 +256,8 @@ void rt_tokenizer_free(rt_tokenizer *t) {
     free(t->pkey), free(t->pmerged), free(t->pprio);
     for (int k = 0; k < t->n_norm; k++) free(t->norm[k].a), free(t->norm[k].b);
     for (int k = 0; k < t->n_dec_replace; k++) free(t->dec_replace[k].a), free(t->dec_replace[k].b);
-    free(t->added), free(t->hf_json), free(t->chat_template);
+    for (int k = 0; k < t->n_pstep; k++) rt_tok_regex_free(t->pstep[k].re);
+    free(t->added), free(t->added_flags), free(t->hf_json), free(t->hf_config), free(t->chat_template);
     free(t);
 }
 
@@ -262,6 +266,21 @@ int rt_tokenizer_bos(const rt_tokenizer *t) { return t->bos; }
 int rt_tokenizer_eos(const rt_tokenizer *t) { return t->eos; }
 bool rt_tokenizer_adds_bos(const rt_tokenizer *t) { return t->add_bos && t->bos >= 0; }
 const char *rt_tokenizer_chat_template(const rt_tokenizer *t) { return t->chat_template; }
+int rt_tokenizer_token_id(const rt_tokenizer *t, const char *s) { return rt_tok_lookup(t, s, strlen(s)); }
+
+int rt_tokenizer_special_id(const rt_tokenizer *t, const char *s) {
+    int id = rt_tok_lookup(t, s, strlen(s));
+    size_t n = strlen(s);
+    for (int i = 0; id < 0 && i < t->n_vocab; i++) {
+        if (!(t->flags[i] & RT_TOKF_SPECIAL) || !t->piece[i]) continue;
+        const char *p = t->piece[i];
+        size_t l = (size_t)t->piece_len[i];
+        while (l && (*p == '\n' || *p == ' ')) p++, l--;
+        while (l && (p[l - 1] == '\n' || p[l - 1] == ' ')) l--;
+        if (l == n && memcmp(p, s, n) == 0) id = i;
+    }
+    return id;
+}
 
 /* --- encoding ------------------------------------------------------------ */
 
@@ -414,48 +433,154 @@ static rt_status bpe_word(const rt_tokenizer *t, bpe_work *w, const char *s, siz
     return bpe_merge(t, w, out);
 }
 
-/* Byte-level: GPT-2 regex words (optional), each byte as its stand-in char. */
-static rt_status encode_bytelevel(const rt_tokenizer *t, bpe_work *w, const char *s, size_t n,
-                                  ivec *out) {
-    rt_tok_buf src = {0}, word = {0};
+/* A pre-tokenized piece: [off, off + len) of a text buffer. */
+typedef struct { size_t off, len; } span;
+typedef struct {
+    span *p;
+    size_t n, cap;
+} spans;
+
+static rt_status spans_push(spans *v, size_t off, size_t len) {
+    if (len == 0) return RT_OK;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        span *p = realloc(v->p, cap * sizeof *p);
+        if (!p) return rt_tok_oom();
+        v->p = p, v->cap = cap;
+    }
+    v->p[v->n++] = (span){off, len};
+    return RT_OK;
+}
+
+static size_t utf8_len_at(const char *s) {
+    unsigned c = (unsigned char)*s;
+    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+}
+
+/* Splits piece [off, off + len) of s by the regex, as tokenizers' Split with
+ * the given behavior: the regex runs on the piece alone (lookarounds see no
+ * neighbouring piece); empty matches are skipped. */
+static rt_status split_piece(const rt_tok_pstep *ps, pcre2_match_data *md, const char *s, size_t off,
+                             size_t len, spans *out) {
+    const PCRE2_SPTR sub = (PCRE2_SPTR)(s + off);
+    size_t pos = 0, gap = 0;
     rt_status st = RT_OK;
-    size_t lim = 0;
-    if (t->bl_prefix_space && n > 0 && s[0] != ' ') {
-        st = rt_tok_buf_put(&src, " ", 1);
-        if (st == RT_OK) st = rt_tok_buf_put(&src, s, n);
-        s = src.p, n = src.n;
-    }
-    for (size_t i = 0; i < n && st == RT_OK;) {
-        /* Digits(individual_digits): each digit is a word, the text between is split alone */
-        if (!t->split_digits) {
-            lim = n;
-        } else if (i >= lim) {
-            uint32_t cp;
-            int cl = rt_utf8_decode((const unsigned char *)s + i, n - i, &cp);
-            if (cl > 0 && rt_tok_is_number(cp)) {
-                lim = i + (size_t)cl;
-            } else {
-                for (lim = i; lim < n; lim += cl > 0 ? (size_t)cl : 1) {
-                    cl = rt_utf8_decode((const unsigned char *)s + lim, n - lim, &cp);
-                    if (cl > 0 && rt_tok_is_number(cp)) break;
-                }
-            }
+    while (pos < len && st == RT_OK) {
+        int rc = pcre2_match(ps->re, sub, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) return rt_errorf(RT_EINPUT, "tokenizer: Split regex failed (PCRE2 error %d)", rc);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t ms = ov[0], me = ov[1];
+        if (me == ms) { /* empty match: move on one character */
+            pos = ms + utf8_len_at(s + off + ms);
+            continue;
         }
-        size_t e = t->bl_regex ? rt_gpt2_split_next(s, lim, i) : lim;
-        word.n = 0;
-        for (size_t k = i; k < e && st == RT_OK; k++) {
-            char u[4];
-            int l = rt_utf8_encode(rt_byte_to_unicode((unsigned char)s[k]), u);
-            st = rt_tok_buf_put(&word, u, (size_t)l);
+        switch (ps->behavior) {
+        case RT_SPLIT_ISOLATED:
+            st = spans_push(out, off + gap, ms - gap);
+            if (st == RT_OK) st = spans_push(out, off + ms, me - ms);
+            gap = me;
+            break;
+        case RT_SPLIT_REMOVED:
+            st = spans_push(out, off + gap, ms - gap);
+            gap = me;
+            break;
+        case RT_SPLIT_PREV:
+            st = spans_push(out, off + gap, me - gap);
+            gap = me;
+            break;
+        default: /* RT_SPLIT_NEXT: the match starts the next piece */
+            st = spans_push(out, off + gap, ms - gap);
+            gap = ms;
+            break;
         }
-        if (st == RT_OK) st = bpe_word(t, w, word.p, word.n, out);
-        i = e;
+        pos = me;
     }
-    free(src.p), free(word.p);
+    if (st == RT_OK) st = spans_push(out, off + gap, len - gap);
     return st;
 }
 
-/* One stretch of text between added tokens: normalize, pre-tokenize, BPE. */
+/* Runs the pre-tokenizer steps over s[0..n) and BPE-encodes each piece. */
+static rt_status encode_pipeline(const rt_tokenizer *t, bpe_work *w, const char *s, size_t n, ivec *out) {
+    rt_tok_buf text = {0}, word = {0};
+    spans cur = {0}, next = {0};
+    bool bytelevel = false;
+    rt_status st = rt_tok_buf_put(&text, s, n);
+    if (st == RT_OK) st = spans_push(&cur, 0, n);
+    for (int k = 0; k < t->n_pstep && st == RT_OK; k++) {
+        const rt_tok_pstep *ps = &t->pstep[k];
+        if (ps->op == RT_PSTEP_BYTELEVEL && ps->prefix_space) { /* ' ' before each piece lacking one */
+            rt_tok_buf nt = {0};
+            st = rt_tok_buf_put(&nt, "", 0);
+            for (size_t i = 0; i < cur.n && st == RT_OK; i++) {
+                size_t o = nt.n;
+                if (text.p[cur.p[i].off] != ' ') st = rt_tok_buf_put(&nt, " ", 1);
+                if (st == RT_OK) st = rt_tok_buf_put(&nt, text.p + cur.p[i].off, cur.p[i].len);
+                cur.p[i] = (span){o, nt.n - o};
+            }
+            free(text.p);
+            text = nt;
+        }
+        if (ps->op == RT_PSTEP_BYTELEVEL) bytelevel = true;
+        if (!ps->re || st != RT_OK) continue;
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(ps->re, NULL);
+        if (!md) st = rt_tok_oom();
+        next.n = 0;
+        for (size_t i = 0; i < cur.n && st == RT_OK; i++)
+            st = split_piece(ps, md, text.p, cur.p[i].off, cur.p[i].len, &next);
+        pcre2_match_data_free(md);
+        spans tmp = cur;
+        cur = next, next = tmp;
+    }
+    for (size_t i = 0; i < cur.n && st == RT_OK; i++) {
+        const char *p = text.p + cur.p[i].off;
+        size_t len = cur.p[i].len;
+        if (!bytelevel) {
+            st = bpe_word(t, w, p, len, out);
+            continue;
+        }
+        word.n = 0;
+        for (size_t k = 0; k < len && st == RT_OK; k++) {
+            char u[4];
+            int l = rt_utf8_encode(rt_byte_to_unicode((unsigned char)p[k]), u);
+            st = rt_tok_buf_put(&word, u, (size_t)l);
+        }
+        if (st == RT_OK) st = bpe_word(t, w, word.p, word.n, out);
+    }
+    free(text.p), free(word.p), free(cur.p), free(next.p);
+    return st;
+}
+
+static rt_status encode_added(const rt_tokenizer *t, bpe_work *w, const char *text, size_t len,
+                              bool normalized_phase, bool at_start, ivec *out);
+
+/* Applies the normalizer steps to s[0..n) into *b. */
+static rt_status normalize(const rt_tokenizer *t, const char *s, size_t n, rt_tok_buf *b) {
+    rt_status st = rt_tok_buf_put(b, s, n);
+    for (int k = 0; k < t->n_norm && st == RT_OK; k++) {
+        const rt_tok_step *ns = &t->norm[k];
+        if (ns->op == RT_NORM_REPLACE) {
+            st = replace_all(b, ns);
+        } else if (ns->op == RT_NORM_UNICODE) {
+            size_t ol = 0;
+            uint8_t *o = u8_normalize(ns->form, (const uint8_t *)b->p, b->n, NULL, &ol);
+            if (!o) return rt_tok_oom();
+            b->n = 0;
+            st = rt_tok_buf_put(b, o, ol);
+            free(o);
+        } else if (b->n > 0) { /* Prepend applies to non-empty text only */
+            rt_tok_buf o = {0};
+            st = rt_tok_buf_put(&o, ns->a, ns->alen);
+            if (st == RT_OK) st = rt_tok_buf_put(&o, b->p, b->n);
+            free(b->p);
+            *b = o;
+        }
+    }
+    return st;
+}
+
+/* One stretch of text between non-normalized added tokens: normalize, split
+ * at normalized added tokens, pre-tokenize, BPE. */
 static rt_status encode_segment(const rt_tokenizer *t, bpe_work *w, const char *s, size_t n,
                                 bool at_start, ivec *out) {
     if (n == 0) return RT_OK;
@@ -467,50 +592,114 @@ static rt_status encode_segment(const rt_tokenizer *t, bpe_work *w, const char *
         return bpe_merge(t, w, out);
     }
     rt_tok_buf b = {0};
+    rt_status st = normalize(t, s, n, &b);
+    if (st == RT_OK) st = encode_added(t, w, b.p, b.n, true, at_start, out);
+    free(b.p);
+    return st;
+}
+
+/* Pre-tokenizes and encodes normalized text (no added tokens left in it). */
+static rt_status encode_normalized(const rt_tokenizer *t, bpe_work *w, const char *s, size_t n,
+                                   bool at_start, ivec *out) {
+    if (n == 0) return RT_OK;
+    if (t->n_pstep > 0) return encode_pipeline(t, w, s, n, out);
+    if (t->pretok != RT_PRE_METASPACE) return bpe_word(t, w, s, n, out);
+    rt_tok_buf b = {0};
     rt_status st = rt_tok_buf_put(&b, s, n);
-    for (int k = 0; k < t->n_norm && st == RT_OK; k++) {
-        const rt_tok_step *ns = &t->norm[k];
-        if (ns->op == RT_NORM_REPLACE) {
-            st = replace_all(&b, ns);
-        } else if (b.n > 0) { /* Prepend applies to non-empty text only */
-            rt_tok_buf o = {0};
-            st = rt_tok_buf_put(&o, ns->a, ns->alen);
-            if (st == RT_OK) st = rt_tok_buf_put(&o, b.p, b.n);
-            free(b.p);
-            b = o;
-        }
+    rt_tok_step sp = {RT_NORM_REPLACE, " ", (char *)t->ms_repl, 1, strlen(t->ms_repl), NULL};
+    size_t rl = sp.blen;
+    if (st == RT_OK) st = replace_all(&b, &sp);
+    bool pre = t->ms_scheme == RT_MS_ALWAYS || (t->ms_scheme == RT_MS_FIRST && at_start);
+    if (st == RT_OK && pre && !(b.n >= rl && memcmp(b.p, t->ms_repl, rl) == 0)) {
+        rt_tok_buf o = {0};
+        st = rt_tok_buf_put(&o, t->ms_repl, rl);
+        if (st == RT_OK) st = rt_tok_buf_put(&o, b.p, b.n);
+        free(b.p);
+        b = o;
     }
-    if (st == RT_OK && t->pretok == RT_PRE_BYTELEVEL) {
-        st = encode_bytelevel(t, w, b.p, b.n, out);
-    } else if (st == RT_OK && t->pretok == RT_PRE_METASPACE) {
-        rt_tok_step sp = {RT_NORM_REPLACE, " ", (char *)t->ms_repl, 1, strlen(t->ms_repl)};
-        size_t rl = sp.blen;
-        st = replace_all(&b, &sp);
-        bool pre = t->ms_scheme == RT_MS_ALWAYS || (t->ms_scheme == RT_MS_FIRST && at_start);
-        if (st == RT_OK && pre && !(b.n >= rl && memcmp(b.p, t->ms_repl, rl) == 0)) {
-            rt_tok_buf o = {0};
-            st = rt_tok_buf_put(&o, t->ms_repl, rl);
-            if (st == RT_OK) st = rt_tok_buf_put(&o, b.p, b.n);
-            free(b.p);
-            b = o;
+    /* split=true: words start at each replacement char (MergedWithNext) */
+    size_t i = 0;
+    while (st == RT_OK && i < b.n) {
+        size_t e = i + 1;
+        if (t->ms_split) {
+            while (e < b.n && !(e + rl <= b.n && memcmp(b.p + e, t->ms_repl, rl) == 0)) e++;
+        } else {
+            e = b.n;
         }
-        /* split=true: words start at each replacement char (MergedWithNext) */
-        size_t i = 0;
-        while (st == RT_OK && i < b.n) {
-            size_t e = i + 1;
-            if (t->ms_split) {
-                while (e < b.n && !(e + rl <= b.n && memcmp(b.p + e, t->ms_repl, rl) == 0)) e++;
-            } else {
-                e = b.n;
-            }
-            st = bpe_word(t, w, b.p + i, e - i, out);
-            i = e;
-        }
-    } else if (st == RT_OK) {
-        st = bpe_word(t, w, b.p, b.n, out);
+        st = bpe_word(t, w, b.p + i, e - i, out);
+        i = e;
     }
     free(b.p);
     return st;
+}
+
+/* Code point ending just before s[i] (i > 0, s valid UTF-8). */
+static uint32_t cp_before(const char *s, size_t i) {
+    size_t k = i - 1;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+    uint32_t cp = 0;
+    rt_utf8_decode((const unsigned char *)s + k, i - k, &cp);
+    return cp;
+}
+
+static uint32_t cp_at(const char *s, size_t n, size_t i) {
+    uint32_t cp = 0;
+    rt_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+    return cp;
+}
+
+static bool word_char(uint32_t cp) { return cp == '_' || uc_is_alnum(cp); }
+
+/* The added token matching text[i..) in this phase (longest first), -1 if
+ * none. single_word tokens match only with no word character on either side
+ * (tokenizers' AddedVocabulary). */
+static int match_added(const rt_tokenizer *t, const char *text, size_t len, size_t i, bool normalized_phase) {
+    if (!t->added_first[(unsigned char)text[i]]) return -1;
+    for (int k = 0; k < t->n_added; k++) {
+        int id = t->added[k];
+        uint8_t f = t->added_flags ? t->added_flags[id] : 0;
+        if (((f & RT_ADD_NORMALIZED) != 0) != normalized_phase) continue;
+        size_t pl = (size_t)t->piece_len[id];
+        if (!pl || i + pl > len || memcmp(text + i, t->piece[id], pl) != 0) continue;
+        if ((f & RT_ADD_SINGLE_WORD) &&
+            ((i > 0 && word_char(cp_before(text, i))) || (i + pl < len && word_char(cp_at(text, len, i + pl)))))
+            continue;
+        return id;
+    }
+    return -1;
+}
+
+/* Splits text at the added tokens of this phase (raw text: tokens with
+ * normalized=false; normalized text: normalized=true). lstrip/rstrip tokens
+ * swallow the whitespace beside them. */
+static rt_status encode_added(const rt_tokenizer *t, bpe_work *w, const char *text, size_t len,
+                              bool normalized_phase, bool at_start, ivec *out) {
+    size_t seg = 0, i = 0;
+    rt_status st = RT_OK;
+    while (st == RT_OK && i < len) {
+        int hit = match_added(t, text, len, i, normalized_phase);
+        if (hit < 0) { i++; continue; }
+        uint8_t f = t->added_flags ? t->added_flags[hit] : 0;
+        size_t start = i, end = i + (size_t)t->piece_len[hit];
+        if (f & RT_ADD_LSTRIP) { /* step back whole characters */
+            while (start > seg && uc_is_property_white_space(cp_before(text, start))) {
+                size_t k = start - 1;
+                while (k > seg && ((unsigned char)text[k] & 0xC0) == 0x80) k--;
+                start = k;
+            }
+        }
+        if (f & RT_ADD_RSTRIP)
+            while (end < len && uc_is_property_white_space(cp_at(text, len, end))) end += utf8_len_at(text + end);
+        if (normalized_phase)
+            st = encode_normalized(t, w, text + seg, start - seg, at_start && seg == 0, out);
+        else
+            st = encode_segment(t, w, text + seg, start - seg, seg == 0, out);
+        if (st == RT_OK) st = ivec_push(out, hit);
+        i = seg = end;
+    }
+    if (st != RT_OK) return st;
+    if (normalized_phase) return encode_normalized(t, w, text + seg, len - seg, at_start && seg == 0, out);
+    return encode_segment(t, w, text + seg, len - seg, seg == 0, out);
 }
 
 rt_status rt_tokenizer_encode(const rt_tokenizer *t, const char *text, size_t len, bool add_bos,
@@ -526,24 +715,12 @@ rt_status rt_tokenizer_encode(const rt_tokenizer *t, const char *text, size_t le
     ivec out = {0};
     bpe_work w = {0};
     rt_status st = RT_OK;
-    if (add_bos && t->bos >= 0) st = ivec_push(&out, t->bos);
-    size_t seg = 0, i = 0;
-    while (st == RT_OK && i < len) {
-        int hit = -1;
-        if (t->added_first[(unsigned char)text[i]]) {
-            for (int k = 0; k < t->n_added && hit < 0; k++) {
-                int id = t->added[k];
-                size_t pl = (size_t)t->piece_len[id];
-                if (pl && i + pl <= len && memcmp(text + i, t->piece[id], pl) == 0) hit = id;
-            }
-        }
-        if (hit < 0) { i++; continue; }
-        st = encode_segment(t, &w, text + seg, i - seg, seg == 0, &out);
-        if (st == RT_OK) st = ivec_push(&out, hit);
-        i += (size_t)t->piece_len[hit];
-        seg = i;
+    if (add_bos && t->n_post_pre > 0) {
+        for (int k = 0; k < t->n_post_pre && st == RT_OK; k++) st = ivec_push(&out, t->post_pre[k]);
+    } else if (add_bos && t->bos >= 0) {
+        st = ivec_push(&out, t->bos);
     }
-    if (st == RT_OK) st = encode_segment(t, &w, text + seg, len - seg, seg == 0, &out);
+    if (st == RT_OK) st = encode_added(t, &w, text, len, false, true, &out);
     if (st == RT_OK && !out.p) st = ivec_push(&out, 0), out.n = 0;
     free(w.s), free(w.h);
     if (st != RT_OK) { free(out.p); return st; }

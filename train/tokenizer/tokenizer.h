@@ -16,19 +16,22 @@
  *     with model "BPE" (merges by rank, leftmost on ties, as tokenizers'
  *     Word::merge_all; byte_fallback, unk/fuse_unk, ignore_merges). Supported
  *     pipeline parts (anything else is an RT_EINPUT error naming it):
- *       normalizer:    null, Sequence, Prepend, Replace (String pattern)
- *       pre_tokenizer: null, Sequence, ByteLevel, Metaspace,
- *                      Digits (individual_digits true),
- *                      Split only with the GPT-2 pattern below
+ *       pre_tokenizer: null, Sequence, ByteLevel, Metaspace, Digits, Split
+ *                      (regex or string pattern; see below)
  *       decoder:       null, Sequence, Replace, ByteFallback, Fuse,
  *                      Strip (leading spaces of the whole text), ByteLevel,
  *                      Metaspace
- *     `added_tokens` are matched whole (leftmost, longest) in the raw input
- *     before normalization; lstrip/rstrip/single_word flags are ignored.
- *     BOS comes from a TemplateProcessing post_processor whose "single"
- *     template starts with a special token; `tokenizer_config.json` beside
- *     the file (add_bos_token, add_eos_token, bos_token, eos_token)
- *     overrides it.
+ *       normalizer:    null, Sequence, Prepend, Replace (String pattern),
+ *                      NFC, NFD, NFKC, NFKD (GNU libunistring's u8_normalize)
+ *       post_processor: null, Sequence, ByteLevel (offsets only),
+ *                      TemplateProcessing ("single": special tokens before
+ *                      $A are added as BOS, after it as EOS)
+ *     `added_tokens` are matched before normalization (normalized=false) or in
+ *     the normalized text (normalized=true), leftmost-longest, as tokenizers'
+ *     AddedVocabulary: lstrip/rstrip swallow the whitespace beside a match,
+ *     single_word matches only with no letter/digit/'_' on either side.
+ *     `tokenizer_config.json` beside the file (add_bos_token, add_eos_token,
+ *     bos_token, eos_token, chat_template) overrides the template's BOS/EOS.
  *
  *  3. OpenAI GPT-2 `encoder.json` + `vocab.bpe` (same directory):
  *     byte-level BPE, <|endoftext|> (50256) as BOS and EOS, no BOS added.
@@ -42,14 +45,12 @@
  *     encoded like form 1. bos/eos/unk ids, add_bos_token and
  *     tokenizer.chat_template are kept.
  *
- * Byte-level pre-tokenization uses the GPT-2 regex
- *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * implemented by hand. \p{L} and \p{N} are APPROXIMATED by a small table of
- * ranges (ASCII, Latin-1/Extended, IPA, Greek, Cyrillic, Armenian, Hebrew,
- * Arabic, Devanagari, Thai, Georgian, Hangul, kana, CJK ideographs, fullwidth
- * forms, plus common digit/number blocks); \s is Unicode White_Space. Text in
- * other scripts still round-trips exactly but may split into different words
- * than the reference implementation.
+ * Split pre-tokenizers (Llama 3's and Qwen's patterns, GPT-2's regex inside
+ * ByteLevel use_regex) run through PCRE2 with Unicode properties (\p{L},
+ * \p{N}, \s = White_Space); behaviors Isolated, Removed, MergedWithPrevious,
+ * MergedWithNext. Each Split runs on each piece of the previous step alone,
+ * as in tokenizers. Digits is the Split of \p{N} (individual_digits) or
+ * \p{N}+, Isolated.
  *
  * Input text must be valid UTF-8 (RT_EINPUT naming the byte offset otherwise).
  */
@@ -91,10 +92,6 @@ int rt_tokenizer_eos(const rt_tokenizer *t);
  * GPT-2: false). Callers pass this as encode's add_bos by default. */
 bool rt_tokenizer_adds_bos(const rt_tokenizer *t);
 
-/* The Jinja chat template the tokenizer came with (a GGUF file's
- * tokenizer.chat_template), or NULL. Owned by the tokenizer. */
-const char *rt_tokenizer_chat_template(const rt_tokenizer *t);
-
 /* Encodes len bytes of UTF-8 `text` (NUL not required) into token ids.
  * *ids is malloc'd (never NULL on success, even for n_ids == 0), caller
  * frees. add_bos prepends BOS if the tokenizer has one. EOS is never added.
@@ -130,16 +127,30 @@ const char *rt_tokenizer_piece(const rt_tokenizer *t, int prev, int id, char buf
 typedef struct rt_gguf_writer rt_gguf_writer;
 rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w);
 
-/* Writes `dir`/tokenizer.json and `dir`/tokenizer_config.json (dir must
+/* The model's chat template (Jinja source) from tokenizer_config.json or
+ * GGUF tokenizer.chat_template, or NULL. Owned by the tokenizer. */
+const char *rt_tokenizer_chat_template(const rt_tokenizer *t);
+
+/* Id of the vocabulary or added-token string s (exact bytes), -1 if none. */
+int rt_tokenizer_token_id(const rt_tokenizer *t, const char *s);
+
+/* As rt_tokenizer_token_id, and also a special token whose stored piece is s
+ * wrapped in newlines/spaces (llama2.c's "\n<s>\n"). -1 if none. */
+int rt_tokenizer_special_id(const rt_tokenizer *t, const char *s);
+
+/* Writes `dir`/tokenizer.json, tokenizer_config.json, special_tokens_map.json
+ * and generation_config.json (bos_token_id, eos_token_id) (dir must
  * exist). For a llama2.c vocabulary this is a Llama-2-style BPE tokenizer.json:
  * pieces with '▁', byte_fallback, the Prepend/Replace normalizer and the
  * Replace/ByteFallback/Fuse/Strip decoder, and merges derived from the scores
  * as transformers' SentencePieceExtractor does (every split of a piece into
  * two vocabulary pieces; ordered by the merged piece's score, descending, then
  * by piece id, left id, right id). A GPT-2 vocabulary is written as a
- * byte-level BPE tokenizer.json; a loaded tokenizer.json is copied verbatim.
- * tokenizer_config.json holds add_bos_token, add_eos_token, bos_token,
- * eos_token, unk_token. Reloading gives the same ids.
+ * byte-level BPE tokenizer.json; a loaded tokenizer.json and its
+ * tokenizer_config.json are copied verbatim. A written tokenizer_config.json
+ * holds add_bos_token, add_eos_token, bos_token, eos_token, unk_token. The
+ * TemplateProcessing written has "single" and "pair" (HF tokenizers needs
+ * both). Reloading gives the same ids.
  * Errors: RT_EINPUT if a file cannot be written (message names it). */
 rt_status rt_tokenizer_save_hf(const rt_tokenizer *t, const char *dir);
 

@@ -10,17 +10,36 @@
 enum { RT_TOKF_SPECIAL = 1, RT_TOKF_BYTE = 2 };           /* flags[id] */
 enum { RT_TOKSRC_BIN, RT_TOKSRC_HF, RT_TOKSRC_GPT2 };       /* where it came from */
 enum { RT_PRE_NONE, RT_PRE_BYTELEVEL, RT_PRE_METASPACE };  /* pre-tokenizer */
-enum { RT_NORM_PREPEND, RT_NORM_REPLACE };                 /* normalizer step */
+enum { RT_NORM_PREPEND, RT_NORM_REPLACE, RT_NORM_UNICODE }; /* normalizer step */
+enum { RT_SPLIT_ISOLATED, RT_SPLIT_REMOVED, RT_SPLIT_PREV, RT_SPLIT_NEXT }; /* Split behavior */
+enum { RT_PSTEP_SPLIT, RT_PSTEP_BYTELEVEL };               /* pre-tokenizer step */
 enum { RT_MS_ALWAYS, RT_MS_FIRST, RT_MS_NEVER };           /* Metaspace prepend_scheme */
 
 #define RT_TOK_MAX_STEPS 8
 
-/* A string step: Prepend(a) or Replace(a -> b). Strings are owned. */
+/* A string step: Prepend(a), Replace(a -> b), or a Unicode normalization form
+ * (op RT_NORM_UNICODE, form = libunistring's uninorm_t: UNINORM_NFC...).
+ * Strings are owned. */
 typedef struct {
     int op;
     char *a, *b;
     size_t alen, blen;
+    const void *form;
 } rt_tok_step;
+
+/* One pre-tokenizer step of a byte-level pipeline: a Split by a compiled
+ * PCRE2 regex (owned; pcre2_code *), or ByteLevel (its optional prefix space
+ * and GPT-2 regex split; after it, pieces are mapped byte -> stand-in char). */
+typedef struct {
+    int op;        /* RT_PSTEP_* */
+    void *re;      /* pcre2_code * for a Split or ByteLevel with use_regex; NULL otherwise */
+    int behavior;  /* RT_SPLIT_* */
+    bool prefix_space;
+} rt_tok_pstep;
+
+/* An added token's matching flags (tokenizers' AddedToken). */
+enum { RT_ADD_LSTRIP = 1, RT_ADD_RSTRIP = 2, RT_ADD_SINGLE_WORD = 4, RT_ADD_NORMALIZED = 8 };
+#define RT_TOK_MAX_POST 8
 
 struct rt_tokenizer {
     int source;
@@ -49,8 +68,8 @@ struct rt_tokenizer {
     int n_norm;
     rt_tok_step norm[RT_TOK_MAX_STEPS];
     int pretok;
-    bool bl_prefix_space, bl_regex;      /* ByteLevel */
-    bool split_digits;                   /* Digits(individual_digits) before ByteLevel */
+    int n_pstep;                         /* byte-level pipeline (pretok RT_PRE_BYTELEVEL) */
+    rt_tok_pstep pstep[RT_TOK_MAX_STEPS];
     char ms_repl[8];                     /* Metaspace replacement (UTF-8) */
     int ms_scheme;
     bool ms_split;
@@ -63,10 +82,16 @@ struct rt_tokenizer {
 
     int n_added;        /* added tokens matched whole in the input */
     int32_t *added;     /* [n_added] ids, longest piece first */
+    uint8_t *added_flags; /* [n_vocab] RT_ADD_* of added tokens */
     uint8_t added_first[256]; /* first bytes that can start an added token */
 
+    /* TemplateProcessing "single": ids before and after $A (BOS/EOS) */
+    int n_post_pre, n_post_suf;
+    int32_t post_pre[RT_TOK_MAX_POST], post_suf[RT_TOK_MAX_POST];
+
     char *hf_json;      /* the original tokenizer.json text (source HF) */
-    char *chat_template; /* Jinja chat template (GGUF tokenizer.chat_template) or NULL */
+    char *hf_config;    /* tokenizer_config.json text beside it, NULL if none */
+    char *chat_template; /* "chat_template" of tokenizer_config.json or GGUF (Jinja), or NULL */
 };
 
 /* --- tokenizer.c --------------------------------------------------------- */
@@ -100,10 +125,13 @@ rt_status rt_tok_load_gguf(rt_tokenizer *t, const char *path);
 int rt_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 /* Encodes cp into out (>= 4 bytes); returns the length. */
 int rt_utf8_encode(uint32_t cp, char *out);
-/* End offset of the GPT-2 regex match starting at s[i] (s valid UTF-8, i < n). */
-size_t rt_gpt2_split_next(const char *s, size_t n, size_t i);
-/* \p{N} (the table's approximation), as the GPT-2 regex uses it. */
-bool rt_tok_is_number(uint32_t cp);
+/* Compiles a tokenizer.json Split pattern for PCRE2 (UTF + Unicode
+ * properties; JIT when available); literal=true for {"String": ...}. Returns
+ * a pcre2_code * or NULL with an RT_EINPUT error naming path and pattern. */
+void *rt_tok_regex_compile(const char *path, const char *pattern, bool literal);
+void rt_tok_regex_free(void *re);
+/* The GPT-2 split pattern (ByteLevel use_regex). */
+extern const char RT_GPT2_PATTERN[];
 /* GPT-2 bytes_to_unicode(): the code point standing for byte b. */
 uint32_t rt_byte_to_unicode(unsigned b);
 /* Inverse: the byte for code point cp, -1 if cp is not in the map. */

@@ -11,10 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-/* Exactly the pattern string HF's GPT-2 style Split pre-tokenizer carries. */
-static const char GPT2_PATTERN[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+#include <uninorm.h>
 
 static bool is_file(const char *path) {
     struct stat sb;
@@ -172,8 +169,11 @@ static rt_status load_gpt2(rt_tokenizer *t, const char *enc_path, const char *bp
     t->bos = t->eos = rt_tok_lookup(t, "<|endoftext|>", 13);
     t->add_bos = false;
     t->pretok = RT_PRE_BYTELEVEL;
-    t->bl_regex = true;
     t->dec_bytelevel = true;
+    t->pstep[0] = (rt_tok_pstep){RT_PSTEP_BYTELEVEL, rt_tok_regex_compile(enc_path, RT_GPT2_PATTERN, false),
+                                 RT_SPLIT_ISOLATED, false};
+    if (!t->pstep[0].re) return RT_EINPUT;
+    t->n_pstep = 1;
     if (t->bos >= 0) {
         t->flags[t->bos] |= RT_TOKF_SPECIAL;
         if (!(t->added = malloc(sizeof *t->added))) return rt_tok_oom();
@@ -231,6 +231,14 @@ static rt_status parse_normalizer(rt_tokenizer *t, const char *path, const cJSON
             RT_TRY(parse_normalizer(t, path, c));
         return RT_OK;
     }
+    static const char *const forms[4] = {"NFC", "NFD", "NFKC", "NFKD"};
+    for (int k = 0; type && k < 4; k++) {
+        if (strcmp(type, forms[k]) != 0) continue;
+        RT_TRY(add_step(path, t->norm, &t->n_norm, RT_NORM_UNICODE, "", NULL));
+        t->norm[t->n_norm - 1].form = k == 0 ? UNINORM_NFC : k == 1 ? UNINORM_NFD : k == 2 ? UNINORM_NFKC
+                                                                                         : UNINORM_NFKD;
+        return RT_OK;
+    }
     if (type && strcmp(type, "Prepend") == 0 && jstr(n, "prepend"))
         return add_step(path, t->norm, &t->n_norm, RT_NORM_PREPEND, jstr(n, "prepend"), NULL);
     if (type && strcmp(type, "Replace") == 0) {
@@ -239,7 +247,7 @@ static rt_status parse_normalizer(rt_tokenizer *t, const char *path, const cJSON
         return add_step(path, t->norm, &t->n_norm, RT_NORM_REPLACE, a, b);
     }
     return rt_errorf(RT_EINPUT, "%s: normalizer \"%s\" is not supported (retort handles Sequence, "
-                     "Prepend, Replace)", path, type ? type : "?");
+                     "Prepend, Replace, NFC, NFD, NFKC, NFKD)", path, type ? type : "?");
 }
 
 /* Metaspace's prepend_scheme ("always"/"first"/"never"), or the older
@@ -252,24 +260,56 @@ static int ms_scheme(const cJSON *o) {
     return jbool(o, "add_prefix_space", true) ? RT_MS_ALWAYS : RT_MS_NEVER;
 }
 
-static rt_status parse_pretok(rt_tokenizer *t, const char *path, const cJSON *p, bool *split_seen) {
+static rt_status add_pstep(rt_tokenizer *t, const char *path, rt_tok_pstep ps) {
+    if (t->n_pstep == RT_TOK_MAX_STEPS) {
+        rt_tok_regex_free(ps.re);
+        return rt_errorf(RT_EINPUT, "%s: too many pre_tokenizer steps", path);
+    }
+    t->pstep[t->n_pstep++] = ps;
+    return RT_OK;
+}
+
+static rt_status parse_split(rt_tokenizer *t, const char *path, const cJSON *p) {
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
+    const char *re = jstr(pat, "Regex"), *lit = jstr(pat, "String");
+    const char *beh = jstr(p, "behavior");
+    static const char *const names[4] = {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext"};
+    int b = -1;
+    for (int k = 0; k < 4 && beh; k++)
+        if (strcmp(beh, names[k]) == 0) b = k;
+    if (!re && !lit) return rt_errorf(RT_EINPUT, "%s: pre_tokenizer Split needs a pattern {Regex|String}", path);
+    if (b < 0)
+        return rt_errorf(RT_EINPUT, "%s: pre_tokenizer Split behavior \"%s\" is not supported (retort handles "
+                         "Isolated, Removed, MergedWithPrevious, MergedWithNext)", path, beh ? beh : "?");
+    if (jbool(p, "invert", false))
+        return rt_errorf(RT_EINPUT, "%s: pre_tokenizer Split with invert=true is not supported", path);
+    void *rx = rt_tok_regex_compile(path, re ? re : lit, !re);
+    if (!rx) return RT_EINPUT;
+    return add_pstep(t, path, (rt_tok_pstep){RT_PSTEP_SPLIT, rx, b, false});
+}
+
+static rt_status parse_pretok(rt_tokenizer *t, const char *path, const cJSON *p) {
     if (!p || cJSON_IsNull(p)) return RT_OK;
     const char *type = jstr(p, "type");
     if (type && strcmp(type, "Sequence") == 0) {
         const cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"))
-            RT_TRY(parse_pretok(t, path, c, split_seen));
+            RT_TRY(parse_pretok(t, path, c));
         return RT_OK;
     }
     if (type && strcmp(type, "ByteLevel") == 0) {
+        void *rx = NULL;
+        if (jbool(p, "use_regex", true) && !(rx = rt_tok_regex_compile(path, RT_GPT2_PATTERN, false)))
+            return RT_EINPUT;
         t->pretok = RT_PRE_BYTELEVEL;
-        t->bl_prefix_space = jbool(p, "add_prefix_space", false);
-        t->bl_regex = t->bl_regex || jbool(p, "use_regex", true);
-        return RT_OK;
+        return add_pstep(t, path, (rt_tok_pstep){RT_PSTEP_BYTELEVEL, rx, RT_SPLIT_ISOLATED,
+                                                 jbool(p, "add_prefix_space", false)});
     }
-    if (type && strcmp(type, "Digits") == 0 && jbool(p, "individual_digits", false)) {
-        t->split_digits = true;
-        return RT_OK;
+    if (type && strcmp(type, "Digits") == 0) { /* tokenizers' Digits: Split \p{N}(+), Isolated */
+        void *rx = rt_tok_regex_compile(path, jbool(p, "individual_digits", false) ? "\\p{N}" : "\\p{N}+",
+                                        false);
+        if (!rx) return RT_EINPUT;
+        return add_pstep(t, path, (rt_tok_pstep){RT_PSTEP_SPLIT, rx, RT_SPLIT_ISOLATED, false});
     }
     if (type && strcmp(type, "Metaspace") == 0) {
         const char *r = jstr(p, "replacement");
@@ -282,17 +322,9 @@ static rt_status parse_pretok(rt_tokenizer *t, const char *path, const cJSON *p,
         t->ms_split = jbool(p, "split", true);
         return RT_OK;
     }
-    if (type && strcmp(type, "Split") == 0) {
-        const char *re = jstr(cJSON_GetObjectItemCaseSensitive(p, "pattern"), "Regex");
-        if (re && strcmp(re, GPT2_PATTERN) == 0) {
-            *split_seen = true;
-            return RT_OK;
-        }
-        return rt_errorf(RT_EINPUT, "%s: pre_tokenizer Split with pattern \"%.60s\" is not supported "
-                         "(only the GPT-2 pattern)", path, re ? re : "?");
-    }
+    if (type && strcmp(type, "Split") == 0) return parse_split(t, path, p);
     return rt_errorf(RT_EINPUT, "%s: pre_tokenizer \"%s\" is not supported (retort handles Sequence, "
-                     "ByteLevel, Metaspace, Digits with individual_digits, Split with the GPT-2 pattern)", path, type ? type : "?");
+                     "ByteLevel, Metaspace, Digits, Split)", path, type ? type : "?");
 }
 
 static rt_status parse_decoder(rt_tokenizer *t, const char *path, const cJSON *d) {
@@ -388,11 +420,17 @@ static rt_status hf_model(rt_tokenizer *t, const char *path, const cJSON *root) 
         RT_TRY(rt_tok_set_piece(t, c->valueint, c->string, strlen(c->string)));
     int n_added = cJSON_GetArraySize(added);
     if (n_added > 0 && !(t->added = malloc((size_t)n_added * sizeof *t->added))) return rt_tok_oom();
+    if (!(t->added_flags = calloc((size_t)n, 1))) return rt_tok_oom();
     cJSON_ArrayForEach(c, added) {
         int id = cJSON_GetObjectItemCaseSensitive(c, "id")->valueint;
         const char *s = jstr(c, "content");
+        bool special = jbool(c, "special", false);
         if (!t->piece[id] || strcmp(t->piece[id], s) != 0) RT_TRY(rt_tok_set_piece(t, id, s, strlen(s)));
-        if (jbool(c, "special", false)) t->flags[id] |= RT_TOKF_SPECIAL;
+        if (special) t->flags[id] |= RT_TOKF_SPECIAL;
+        t->added_flags[id] = (uint8_t)((jbool(c, "lstrip", false) ? RT_ADD_LSTRIP : 0) |
+                                       (jbool(c, "rstrip", false) ? RT_ADD_RSTRIP : 0) |
+                                       (jbool(c, "single_word", false) ? RT_ADD_SINGLE_WORD : 0) |
+                                       (jbool(c, "normalized", !special) ? RT_ADD_NORMALIZED : 0));
         t->added[t->n_added++] = id;
     }
     RT_TRY(rt_tok_build_vmap(t));
@@ -434,23 +472,73 @@ static rt_status hf_model(rt_tokenizer *t, const char *path, const cJSON *root) 
     return RT_OK;
 }
 
-/* BOS/EOS from a TemplateProcessing post_processor: a special token first in
- * the "single" template is added as BOS, one last as EOS. */
-static void hf_post(rt_tokenizer *t, const cJSON *root) {
-    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+/* Ids of one template item {"SpecialToken": {"id": name}} via the
+ * processor's "special_tokens" map (or the vocabulary), appended to ids. */
+static rt_status post_special(rt_tokenizer *t, const char *path, const cJSON *pp, const char *name,
+                              int32_t *ids, int *n) {
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pp, "special_tokens"), name);
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(spec, "ids"), *c;
+    int one = rt_tok_lookup(t, name, strlen(name));
+    if (!cJSON_IsArray(arr) && one < 0)
+        return rt_errorf(RT_EINPUT, "%s: TemplateProcessing special token \"%s\" is unknown", path, name);
+    if (!cJSON_IsArray(arr)) {
+        if (*n == RT_TOK_MAX_POST) return rt_errorf(RT_EINPUT, "%s: TemplateProcessing too long", path);
+        ids[(*n)++] = one;
+        return RT_OK;
+    }
+    cJSON_ArrayForEach(c, arr) {
+        if (!cJSON_IsNumber(c) || c->valueint < 0 || c->valueint >= t->n_vocab)
+            return rt_errorf(RT_EINPUT, "%s: TemplateProcessing token \"%s\" has a bad id", path, name);
+        if (*n == RT_TOK_MAX_POST) return rt_errorf(RT_EINPUT, "%s: TemplateProcessing too long", path);
+        ids[(*n)++] = c->valueint;
+    }
+    return RT_OK;
+}
+
+/* The post_processor: TemplateProcessing's "single" template gives the ids
+ * added before and after the text (BOS and EOS); ByteLevel changes only
+ * offsets; Sequence holds either. */
+static rt_status hf_post(rt_tokenizer *t, const char *path, const cJSON *pp) {
+    if (!pp || cJSON_IsNull(pp)) return RT_OK;
     const char *type = jstr(pp, "type");
-    if (!type || strcmp(type, "TemplateProcessing") != 0) return;
-    const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
-    int n = cJSON_GetArraySize(single);
-    if (n < 1) return;
-    const char *first = jstr(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, 0),
-                                                              "SpecialToken"), "id");
-    const char *last = jstr(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, n - 1),
-                                                             "SpecialToken"), "id");
-    int b = first ? rt_tok_lookup(t, first, strlen(first)) : -1;
-    int e = last && n > 1 ? rt_tok_lookup(t, last, strlen(last)) : -1;
-    if (b >= 0) t->bos = b, t->add_bos = true;
-    if (e >= 0) t->eos = e, t->add_eos = true;
+    if (!type) type = "?";
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(pp, "processors"))
+            RT_TRY(hf_post(t, path, c));
+        return RT_OK;
+    }
+    if (strcmp(type, "ByteLevel") == 0) return RT_OK;
+    if (strcmp(type, "TemplateProcessing") != 0)
+        return rt_errorf(RT_EINPUT, "%s: post_processor \"%s\" is not supported (retort handles "
+                         "TemplateProcessing, ByteLevel, Sequence)", path, type);
+    const cJSON *item;
+    bool seen_a = false;
+    t->n_post_pre = t->n_post_suf = 0;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(pp, "single")) {
+        const char *name = jstr(cJSON_GetObjectItemCaseSensitive(item, "SpecialToken"), "id");
+        if (cJSON_GetObjectItemCaseSensitive(item, "Sequence")) { seen_a = true; continue; }
+        if (!name) return rt_errorf(RT_EINPUT, "%s: TemplateProcessing item is neither SpecialToken nor Sequence", path);
+        RT_TRY(post_special(t, path, pp, name, seen_a ? t->post_suf : t->post_pre,
+                            seen_a ? &t->n_post_suf : &t->n_post_pre));
+    }
+    if (t->n_post_pre > 0) t->bos = t->post_pre[0], t->add_bos = true;
+    if (t->n_post_suf > 0) t->eos = t->post_suf[t->n_post_suf - 1], t->add_eos = true;
+    return RT_OK;
+}
+
+/* tokenizer_config.json's chat_template: a string, or a list of
+ * {"name", "template"} where the one named "default" is used. */
+static rt_status config_chat_template(rt_tokenizer *t, const cJSON *cfg) {
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template"), *c;
+    const char *s = cJSON_IsString(ct) ? ct->valuestring : NULL;
+    const cJSON *list = cJSON_IsArray(ct) ? ct : NULL;
+    cJSON_ArrayForEach(c, list) {
+        const char *name = jstr(c, "name");
+        if (name && strcmp(name, "default") == 0) s = jstr(c, "template");
+    }
+    if (s && !(t->chat_template = strdup(s))) return rt_tok_oom();
+    return RT_OK;
 }
 
 static rt_status load_hf_root(rt_tokenizer *t, const char *path, cJSON *root);
@@ -474,16 +562,13 @@ static rt_status load_hf(rt_tokenizer *t, const char *path, const char *cfg_path
 static rt_status load_hf_root(rt_tokenizer *t, const char *path, cJSON *root) {
     t->source = RT_TOKSRC_HF;
     t->bos = t->eos = t->unk = -1;
-    bool split_seen = false;
     rt_status st = hf_model(t, path, root);
     if (st == RT_OK) st = parse_normalizer(t, path, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
-    if (st == RT_OK)
-        st = parse_pretok(t, path, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &split_seen);
-    if (st == RT_OK && split_seen && t->pretok != RT_PRE_BYTELEVEL)
-        st = rt_errorf(RT_EINPUT, "%s: pre_tokenizer Split is supported only together with ByteLevel", path);
-    if (split_seen) t->bl_regex = true;
+    if (st == RT_OK) st = parse_pretok(t, path, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
+    if (st == RT_OK && t->n_pstep > 0 && t->pretok == RT_PRE_METASPACE)
+        st = rt_errorf(RT_EINPUT, "%s: pre_tokenizer Split together with Metaspace is not supported", path);
     if (st == RT_OK) st = parse_decoder(t, path, cJSON_GetObjectItemCaseSensitive(root, "decoder"));
-    if (st == RT_OK) hf_post(t, root);
+    if (st == RT_OK) st = hf_post(t, path, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
     cJSON_Delete(root);
     RT_TRY(st);
     /* Conventional names when nothing declares BOS/EOS. */
@@ -498,7 +583,7 @@ static rt_status load_hf_config(rt_tokenizer *t, const char *cfg_path) {
     rt_status st;
     if (!cfg_path || !is_file(cfg_path)) return RT_OK;
     cJSON *cfg;
-    RT_TRY(load_json_file(cfg_path, &cfg, NULL));
+    RT_TRY(load_json_file(cfg_path, &cfg, &t->hf_config));
     int b, e;
     st = config_token(t, cfg_path, cfg, "bos_token", &b);
     if (st == RT_OK) st = config_token(t, cfg_path, cfg, "eos_token", &e);
@@ -507,6 +592,7 @@ static rt_status load_hf_config(rt_tokenizer *t, const char *cfg_path) {
         if (e != -2) t->eos = e;
         t->add_bos = jbool(cfg, "add_bos_token", t->add_bos);
         t->add_eos = jbool(cfg, "add_eos_token", t->add_eos);
+        st = config_chat_template(t, cfg);
     }
     cJSON_Delete(cfg);
     return st;

@@ -68,6 +68,14 @@ static cJSON *replace_obj(const char *from, const char *to) {
     return o;
 }
 
+/* {"SpecialToken"|"Sequence": {"id": id, "type_id": type_id}} */
+static cJSON *template_item(const char *kind, const char *id, int type_id) {
+    cJSON *o = cJSON_CreateObject(), *i = cJSON_AddObjectToObject(o, kind);
+    cJSON_AddStringToObject(i, "id", id);
+    cJSON_AddNumberToObject(i, "type_id", type_id);
+    return o;
+}
+
 static cJSON *build_json(const rt_tokenizer *t, char **names) {
     bool sp = t->source == RT_TOKSRC_BIN;
     cJSON *root = cJSON_CreateObject();
@@ -104,17 +112,16 @@ static cJSON *build_json(const rt_tokenizer *t, char **names) {
         cJSON_AddItemToObject(root, "pre_tokenizer", pre);
     }
     if (sp && t->add_bos && t->bos >= 0) {
-        /* Llama's template: "<s> $A" and, for pairs, "<s> $A <s> $B" (type 1);
-         * tokenizers refuses a TemplateProcessing without "pair". */
+        /* transformers' LlamaConverter: single "<s> $A", pair "<s> $A <s> $B"
+         * (tokenizers refuses a TemplateProcessing without "pair"). */
         cJSON *pp = obj_type("TemplateProcessing");
-        cJSON *single = cJSON_AddArrayToObject(pp, "single");
-        template_piece(single, "SpecialToken", names[t->bos], 0);
-        template_piece(single, "Sequence", "A", 0);
-        cJSON *pair = cJSON_AddArrayToObject(pp, "pair");
-        template_piece(pair, "SpecialToken", names[t->bos], 0);
-        template_piece(pair, "Sequence", "A", 0);
-        template_piece(pair, "SpecialToken", names[t->bos], 1);
-        template_piece(pair, "Sequence", "B", 1);
+        cJSON *single = cJSON_AddArrayToObject(pp, "single"), *pair = cJSON_AddArrayToObject(pp, "pair");
+        cJSON_AddItemToArray(single, template_item("SpecialToken", names[t->bos], 0));
+        cJSON_AddItemToArray(single, template_item("Sequence", "A", 0));
+        cJSON_AddItemToArray(pair, template_item("SpecialToken", names[t->bos], 0));
+        cJSON_AddItemToArray(pair, template_item("Sequence", "A", 0));
+        cJSON_AddItemToArray(pair, template_item("SpecialToken", names[t->bos], 1));
+        cJSON_AddItemToArray(pair, template_item("Sequence", "B", 1));
         cJSON *spec = cJSON_AddObjectToObject(pp, "special_tokens");
         cJSON *b = cJSON_AddObjectToObject(spec, names[t->bos]);
         cJSON_AddStringToObject(b, "id", names[t->bos]);
@@ -195,28 +202,53 @@ static rt_status write_text(const char *dir, const char *name, const char *text)
     return st;
 }
 
-static rt_status write_config(const rt_tokenizer *t, const char *dir) {
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddBoolToObject(c, "add_bos_token", t->add_bos);
-    cJSON_AddBoolToObject(c, "add_eos_token", t->add_eos);
+static rt_status write_json(const char *dir, const char *name, cJSON *c) {
+    char *text = c ? cJSON_Print(c) : NULL;
+    cJSON_Delete(c);
+    if (!text) return rt_tok_oom();
+    rt_status st = write_text(dir, name, text);
+    free(text);
+    return st;
+}
+
+/* Adds "bos_token"/"eos_token"/"unk_token" (null when absent unless skip_null). */
+static void add_token_names(const rt_tokenizer *t, cJSON *c, bool skip_null) {
     static const char *const keys[3] = {"bos_token", "eos_token", "unk_token"};
     int ids[3] = {t->bos, t->eos, t->unk};
     for (int k = 0; k < 3; k++) {
         char *name = ids[k] >= 0 ? hf_piece(t, ids[k]) : NULL;
         if (name) cJSON_AddStringToObject(c, keys[k], name);
-        else cJSON_AddNullToObject(c, keys[k]);
+        else if (!skip_null) cJSON_AddNullToObject(c, keys[k]);
         free(name);
     }
+}
+
+/* tokenizer_config.json: the loaded one verbatim (it carries chat_template
+ * and added_tokens_decoder), else the fields transformers needs. */
+static rt_status write_config(const rt_tokenizer *t, const char *dir) {
+    if (t->hf_config) return write_text(dir, "tokenizer_config.json", t->hf_config);
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddBoolToObject(c, "add_bos_token", t->add_bos);
+    cJSON_AddBoolToObject(c, "add_eos_token", t->add_eos);
+    add_token_names(t, c, false);
     cJSON_AddBoolToObject(c, "clean_up_tokenization_spaces", 0);
-    if (t->chat_template) cJSON_AddStringToObject(c, "chat_template", t->chat_template);
     cJSON_AddStringToObject(c, "tokenizer_class",
                             t->source == RT_TOKSRC_GPT2 ? "GPT2Tokenizer" : "LlamaTokenizer");
-    char *text = cJSON_Print(c);
-    cJSON_Delete(c);
-    if (!text) return rt_tok_oom();
-    rt_status st = write_text(dir, "tokenizer_config.json", text);
-    free(text);
-    return st;
+    if (t->chat_template) cJSON_AddStringToObject(c, "chat_template", t->chat_template);
+    return write_json(dir, "tokenizer_config.json", c);
+}
+
+/* special_tokens_map.json and generation_config.json, as transformers'
+ * save_pretrained writes them beside a model. */
+static rt_status write_side_files(const rt_tokenizer *t, const char *dir) {
+    cJSON *m = cJSON_CreateObject();
+    add_token_names(t, m, true);
+    RT_TRY(write_json(dir, "special_tokens_map.json", m));
+    cJSON *g = cJSON_CreateObject();
+    if (t->bos >= 0) cJSON_AddNumberToObject(g, "bos_token_id", t->bos);
+    if (t->eos >= 0) cJSON_AddNumberToObject(g, "eos_token_id", t->eos);
+    cJSON_AddBoolToObject(g, "_from_model_config", 1);
+    return write_json(dir, "generation_config.json", g);
 }
 
 rt_status rt_tokenizer_save_hf(const rt_tokenizer *t, const char *dir) {
@@ -224,7 +256,8 @@ rt_status rt_tokenizer_save_hf(const rt_tokenizer *t, const char *dir) {
         return rt_errorf(RT_EINPUT, "%s: cannot create directory (%s)", dir, strerror(errno));
     if (t->source == RT_TOKSRC_HF) {
         RT_TRY(write_text(dir, "tokenizer.json", t->hf_json));
-        return write_config(t, dir);
+        RT_TRY(write_config(t, dir));
+        return write_side_files(t, dir);
     }
     char **names = calloc((size_t)t->n_vocab, sizeof *names);
     if (!names) return rt_tok_oom();
@@ -237,6 +270,7 @@ rt_status rt_tokenizer_save_hf(const rt_tokenizer *t, const char *dir) {
     if (st == RT_OK && !text) st = rt_tok_oom();
     if (st == RT_OK) st = write_text(dir, "tokenizer.json", text);
     if (st == RT_OK) st = write_config(t, dir);
+    if (st == RT_OK) st = write_side_files(t, dir);
     free(text);
     cJSON_Delete(root);
     for (int id = 0; id < t->n_vocab; id++) free(names[id]);
