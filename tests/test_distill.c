@@ -335,19 +335,25 @@ static void test_errors(void) {
     CHECK(s == RT_EINPUT && strstr(rt_error_message(), "kd_top_k"), "cache without top-k: %s", rt_error_message());
     rt_distill_free(&x);
     rt_recipe_free(&r);
-    /* a pretrained student without adapters */
-    char sm[700];
-    snprintf(sm, sizeof sm, "base_model=%s", rt_test_shared("models/stories260K/stories260K.bin"));
-    const char *over3[] = {sm, "student_config=", "tokenizer=", "adapter=none", od, NULL};
-    char tok[700];
+}
+
+/* ---- a pretrained student without adapters: every weight trained, HF directory ---- */
+static void test_full_student(void) {
+    char sm[700], tok[700], od[700], p[800];
+    snprintf(sm, sizeof sm, "student_model=%s", rt_test_shared("models/stories260K/stories260K.bin"));
     snprintf(tok, sizeof tok, "tokenizer=%s", rt_test_shared("models/stories260K/tok512.bin"));
-    over3[2] = tok;
-    s = load(&r, over3);
-    if (s == RT_OK) s = rt_distill_setup(&r, &d, &x);
-    CHECK(s == RT_EINPUT && strstr(rt_error_message(), "not supported yet"), "full FT of a pretrained student: %s",
-          rt_error_message());
-    rt_distill_free(&x);
-    rt_recipe_free(&r);
+    snprintf(od, sizeof od, "%s", rt_tmp("full-student"));
+    const char *over[] = {"student_config=", sm, tok, "adapter=none", "max_steps=2", NULL};
+    run x;
+    run_inproc(&x, od, over);
+    CHECK(x.train == RT_OK, "full pretrained student: %s", rt_error_message());
+    if (x.train == RT_OK)
+        CHECK(rt_llama_is_full(x.s.student) && x.s.student->params.numel_used == rt_llama_n_params(x.s.teacher),
+              "student trains %lld of the teacher's %lld weights", (long long)x.s.student->params.numel_used,
+              (long long)rt_llama_n_params(x.s.teacher));
+    snprintf(p, sizeof p, "%s/model.safetensors", od);
+    CHECK(access(p, F_OK) == 0, "%s missing", p);
+    run_free(&x);
 }
 
 /* ---- a LoRA student (the teacher itself + adapters) saves a PEFT adapter ---- */
@@ -410,6 +416,7 @@ int main(void) {
     test_cache();
     test_errors();
     test_lora_student();
+    test_full_student();
     test_cli();
     return rt_test_summary();
 }

@@ -123,10 +123,6 @@ static rt_status new_student(const rt_recipe *r, const rt_dist *d, rt_device dev
 
 static rt_status pretrained_student(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_distill *s) {
     s->student_path = r->student_model[0] ? r->student_model : r->base_model;
-    if (r->adapter == RT_RECIPE_ADAPTER_NONE)
-        return rt_errorf(RT_EINPUT, "%s: adapter: none (full fine-tuning of a pretrained student) is not "
-                         "supported yet; use adapter: lora or qlora, or a new student (student_config)",
-                         s->student_path);
     rt_recipe tmp = *r; /* shallow: rt_finetune_model reads base_model/tokenizer only */
     tmp.base_model = (char *)s->student_path;
     rt_tokenizer *stok = NULL;

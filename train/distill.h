@@ -13,8 +13,8 @@
  *     tokenizer) in output_dir;
  *   - student_model (or base_model when neither is given): a pretrained
  *     model with LoRA/QLoRA adapters as in finetune, saved as a PEFT
- *     adapter. A full fine-tune of a pretrained student (adapter: none) is
- *     not supported yet (RT_EINPUT).
+ *     adapter; with adapter: none every weight is trained
+ *     (rt_llama_new_from) and it is saved as an HF directory.
  * Teacher and student must share the tokenizer: the same number of tokens
  * and the same piece for every id, else RT_EINPUT naming both.
  *
