@@ -31,6 +31,7 @@ typedef enum {
     KT_MAP,          /* nested struct described by sub[] */
     KT_PATH_OR_BOOL, /* string: true -> "latest", false -> "" */
     KT_ALIAS,        /* another name for the key def_s */
+    KT_INTS,         /* rt_recipe_ints: a list of integers >= 0 */
 } key_type;
 
 enum { KF_MIN = 1, KF_MAX = 2, KF_MIN_EXCL = 4, KF_POW2 = 8 };
@@ -51,6 +52,7 @@ struct key_def {
 
 static const char *const quant_names[] = {"nf4", NULL};
 static const char *const adapter_names[] = {"none", "lora", "qlora", NULL};
+static const char *const student_init_names[] = {"random", "teacher_layers", NULL};
 static const char *const ds_type_names[] = {"text", "jsonl", "alpaca", "teacher_generate", NULL};
 static const char *const sched_names[] = {"constant", "linear", "cosine", NULL};
 static const char *const opt_names[] = {"adamw", "sgd", NULL};
@@ -155,6 +157,8 @@ static const key_def main_keys[] = {
     STR(teacher_cache_dir, ""),
     {"student_config", KT_MAP, R(student_config), .sub = student_keys},
     STR(student_model, ""),
+    ENUM(student_init, RT_RECIPE_STUDENT_RANDOM, student_init_names),
+    {"student_layers", KT_INTS, R(student_layers), .def_i = 0},
     {.name = NULL},
 };
 _Static_assert(sizeof main_keys / sizeof main_keys[0] <= sizeof(((rt_recipe *)0)->set_),
@@ -226,6 +230,7 @@ static rt_status reset_key(const key_def *k, void *base) {
     case KT_FLOAT: *FIELD(double, base, k) = k->def_f; break;
     case KT_DATASETS: free_list(FIELD(rt_recipe_datasets, base, k), k->sub); break;
     case KT_MAP: return reset_table(k->sub, FIELD(char, base, k));
+    case KT_INTS: FIELD(rt_recipe_ints, base, k)->count = 0; break;
     case KT_ALIAS: break;
     }
     return RT_OK;
@@ -314,6 +319,7 @@ static void describe(const key_def *k, char *buf, size_t cap) {
     case KT_INT:
     case KT_I64: append(buf, cap, (k->flags & KF_POW2) ? "a power of two" : "an integer"); break;
     case KT_FLOAT: append(buf, cap, "a number"); break;
+    case KT_INTS: append(buf, cap, "a list of at most %d integers >= 0", RT_RECIPE_MAX_INTS); return;
     case KT_ALIAS: return;
     }
     if ((k->flags & KF_MIN) && (k->flags & KF_MAX)) {
@@ -502,6 +508,24 @@ static rt_status apply_datasets(const src_ctx *c, const key_def *k, void *base, 
     return RT_OK;
 }
 
+/* A list of integers >= 0 (a single integer is a list of one). */
+static rt_status apply_ints(const src_ctx *c, const key_def *k, void *base, yaml_node_t *n, const char *kp) {
+    rt_recipe_ints v = {0};
+    yaml_node_item_t *it = n->type == YAML_SEQUENCE_NODE ? n->data.sequence.items.start : NULL;
+    yaml_node_item_t *top = n->type == YAML_SEQUENCE_NODE ? n->data.sequence.items.top : NULL;
+    int count = it ? (int)(top - it) : 1;
+    if (count > RT_RECIPE_MAX_INTS) return fail_expected(c, n, k, kp);
+    for (int i = 0; i < count; i++) {
+        yaml_node_t *item = it ? yaml_document_get_node(c->doc, it[i]) : n;
+        const char *s = scalar(item);
+        long long x;
+        if (!s || !parse_ll(s, &x) || x < 0 || x > INT_MAX) return fail_expected(c, item, k, kp);
+        v.items[v.count++] = (int)x;
+    }
+    *FIELD(rt_recipe_ints, base, k) = v;
+    return RT_OK;
+}
+
 /* Stores node n (any kind) into key k of the struct at base. kp is the
  * dotted key path for messages. */
 static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml_node_t *n,
@@ -569,6 +593,7 @@ static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml
         return RT_OK;
     }
     case KT_DATASETS: return apply_datasets(c, k, base, n, kp);
+    case KT_INTS: return apply_ints(c, k, base, n, kp);
     case KT_MAP:
         if (n->type != YAML_MAPPING_NODE) return fail_expected(c, n, k, kp);
         return apply_map(c, k->sub, FIELD(char, base, k), n, kp, NULL);
@@ -772,7 +797,8 @@ static rt_status validate_student(rt_recipe_student *s) {
 
 rt_status rt_recipe_validate(rt_recipe *r) {
     bool distill = *r->teacher_model != '\0';
-    bool has_student = r->student_config.hidden_size || r->student_config.num_hidden_layers;
+    bool from_teacher = r->student_init == RT_RECIPE_STUDENT_TEACHER_LAYERS;
+    bool has_student = r->student_config.hidden_size || r->student_config.num_hidden_layers || from_teacher;
     if (!*r->base_model && !distill)
         return rt_errorf(RT_EINPUT, "base_model: required (a Hugging Face model directory or a llama2.c .bin)");
     if (!*r->base_model && !has_student && !*r->student_model)
@@ -823,7 +849,23 @@ rt_status rt_recipe_validate(rt_recipe *r) {
 
     if (*r->student_model && (has_student || r->student_config.num_attention_heads))
         return rt_errorf(RT_EINPUT, "student_config and student_model are both set; use one");
-    RT_TRY(validate_student(&r->student_config));
+    if (from_teacher) {
+        const rt_recipe_student *sc = &r->student_config;
+        if (!distill) return rt_errorf(RT_EINPUT, "student_init: teacher_layers needs teacher_model");
+        if (r->student_layers.count == 0)
+            return rt_errorf(RT_EINPUT, "student_layers: student_init teacher_layers needs the list of teacher "
+                                        "layers to copy (e.g. [0, 2, 4])");
+        if (sc->num_hidden_layers && sc->num_hidden_layers != r->student_layers.count)
+            return rt_errorf(RT_EINPUT, "student_config.num_hidden_layers: %d, but student_layers lists %d layers",
+                             sc->num_hidden_layers, r->student_layers.count);
+        if (r->adapter != RT_RECIPE_ADAPTER_NONE)
+            return rt_errorf(RT_EINPUT, "adapter: a student initialised from teacher layers trains every weight; "
+                                        "set adapter: none");
+    } else {
+        if (r->student_layers.count)
+            return rt_errorf(RT_EINPUT, "student_layers: only used with student_init: teacher_layers");
+        RT_TRY(validate_student(&r->student_config));
+    }
     if (r->teacher_logits == RT_RECIPE_TEACHER_CACHE && !*r->teacher_cache_dir)
         return rt_errorf(RT_EINPUT, "teacher_cache_dir: required when teacher_logits is cache");
     return RT_OK;
@@ -905,6 +947,15 @@ static int emit_value(yaml_emitter_t *e, const key_def *k, const void *base) {
         return emit_seq_end(e);
     }
     case KT_MAP: return emit_table(e, k->sub, FIELD(char, b, k));
+    case KT_INTS: {
+        const rt_recipe_ints *l = FIELD(rt_recipe_ints, b, k);
+        if (!emit_seq_start(e, true)) return 0;
+        for (int i = 0; i < l->count; i++) {
+            snprintf(buf, sizeof buf, "%d", l->items[i]);
+            if (!emit_scalar(e, buf, false)) return 0;
+        }
+        return emit_seq_end(e);
+    }
     case KT_ALIAS: break;
     }
     return 0;

@@ -76,6 +76,15 @@ typedef enum {
 
 typedef enum { RT_RECIPE_TEACHER_ONLINE = 0, RT_RECIPE_TEACHER_CACHE } rt_recipe_teacher_logits;
 
+typedef enum { RT_RECIPE_STUDENT_RANDOM = 0, RT_RECIPE_STUDENT_TEACHER_LAYERS } rt_recipe_student_init;
+
+/* A list of small non-negative integers (student_layers). */
+#define RT_RECIPE_MAX_INTS 256
+typedef struct {
+    int count;
+    int items[RT_RECIPE_MAX_INTS];
+} rt_recipe_ints;
+
 /* One entry of `datasets:` / `test_datasets:`. */
 typedef struct {
     char *path;    /* required */
@@ -164,6 +173,12 @@ typedef struct {
     char *teacher_cache_dir;
     rt_recipe_student student_config;
     char *student_model; /* a pretrained student instead of student_config */
+    /* student_init: random (student_config, N(0, init_std^2)) or
+     * teacher_layers: the teacher's embeddings, norms and the layers listed
+     * in student_layers (rt_llama_new_from); student_config is then
+     * optional and may only narrow intermediate_size */
+    int student_init;              /* rt_recipe_student_init [random] */
+    rt_recipe_ints student_layers; /* teacher layer indices, in student order */
 
     /* private: which top-level keys the file/overrides set (for validate) */
     unsigned char set_[96];
