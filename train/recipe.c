@@ -65,6 +65,8 @@ static const key_def dataset_keys[] = {
     {"path", KT_STR, DS(path), .def_s = ""},
     {"type", KT_ENUM, DS(type), .def_i = RT_RECIPE_DS_TEXT, .values = ds_type_names},
     {"field", KT_STR, DS(field), .def_s = "text"},
+    {"shards", KT_INT, DS(shards), .def_i = 1, .flags = KF_MIN, .min = 1},
+    {"shards_idx", KT_INT, DS(shards_idx), .def_i = 0, .flags = KF_MIN, .min = 0},
     {"num_samples", KT_INT, DS(num_samples), .def_i = 64, .flags = KF_MIN, .min = 1},
     {"max_new_tokens", KT_INT, DS(max_new_tokens), .def_i = 128, .flags = KF_MIN, .min = 1},
     {"temperature", KT_FLOAT, DS(temperature), .def_f = 1.0, .flags = KF_MIN, .min = 0},
@@ -767,6 +769,9 @@ static rt_status validate_datasets(const rt_recipe *r, const rt_recipe_datasets 
     for (int i = 0; i < l->count; i++) {
         const rt_recipe_dataset *d = &l->items[i];
         if (!*d->path) return rt_errorf(RT_EINPUT, "%s.%d.path: required (a data file)", name, i);
+        if (d->shards_idx >= d->shards)
+            return rt_errorf(RT_EINPUT, "%s.%d.shards_idx: %d, but there are only %d shards (0..%d)", name, i,
+                             d->shards_idx, d->shards, d->shards - 1);
         if (d->type == RT_RECIPE_DS_TEACHER_GENERATE && !*r->teacher_model)
             return rt_errorf(RT_EINPUT, "%s.%d.type: teacher_generate needs teacher_model", name, i);
         if (d->type == RT_RECIPE_DS_JSONL && !*d->field)

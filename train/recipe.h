@@ -90,6 +90,11 @@ typedef struct {
     char *path;    /* required */
     int type;      /* rt_recipe_dataset_type [text] */
     char *field;   /* jsonl: the key holding the text [text] */
+    /* axolotl's shards / shards_idx: keep only shard shards_idx of `shards`
+     * contiguous pieces of this entry's examples (after windowing), as
+     * datasets' Dataset.shard(num_shards, index, contiguous=True) */
+    int shards;     /* [1] */
+    int shards_idx; /* [0], < shards */
     /* teacher_generate only: */
     int num_samples;      /* [64] */
     int max_new_tokens;   /* [128] */
