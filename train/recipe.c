@@ -970,6 +970,8 @@ static int emit_table(yaml_emitter_t *e, const key_def *table, const void *base)
     if (!emit_map_start(e)) return 0;
     for (const key_def *k = table; k->name; k++) {
         if (k->type == KT_ALIAS) continue;
+        /* a student size not given (0) stays out: 0 is below its minimum */
+        if (table == student_keys && k->type == KT_INT && *FIELD(int, (void *)base, k) == 0) continue;
         if (k->type == KT_MAP) { /* an unused student_config is left out */
             const rt_recipe_student *s = (const rt_recipe_student *)((const char *)base + k->off);
             if (k->sub == student_keys && !s->hidden_size && !s->intermediate_size &&
