@@ -111,6 +111,7 @@ static const key_def main_keys[] = {
     {"lora_target_modules", KT_MODULES, R(lora_target_modules),
      .def_i = RT_RECIPE_MOD_Q_PROJ | RT_RECIPE_MOD_V_PROJ},
     BOOL(use_rslora, 0),
+    BOOL(save_gguf, 0),
     /* data */
     {"datasets", KT_DATASETS, R(datasets), .sub = dataset_keys},
     {"test_datasets", KT_DATASETS, R(test_datasets), .sub = dataset_keys},

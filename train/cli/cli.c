@@ -1,4 +1,5 @@
 #include "train/cli/cli.h"
+#include "train/formats/gguf_model.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -58,14 +59,19 @@ static bool is_dir(const char *p) {
 
 rt_status rt_cli_load(const char *model, const char *tokenizer, const char *adapter,
                       rt_device dev, rt_llama **m, rt_tokenizer **tok) {
+    const rt_llama_opts o = {.device = dev};
+    return rt_cli_load_opts(model, tokenizer, adapter, &o, m, tok);
+}
+
+rt_status rt_cli_load_opts(const char *model, const char *tokenizer, const char *adapter,
+                           const rt_llama_opts *o, rt_llama **m, rt_tokenizer **tok) {
     *m = NULL;
     *tok = NULL;
     if (!model) return rt_errorf(RT_EINPUT, "--model is required");
-    if (!tokenizer && !is_dir(model))
+    if (!tokenizer && !is_dir(model) && !rt_is_gguf(model))
         return rt_errorf(RT_EINPUT, "%s: a llama2.c checkpoint needs --tokenizer FILE", model);
     RT_TRY(rt_tokenizer_load(tokenizer ? tokenizer : model, tok));
-    rt_llama_opts o = {.device = dev};
-    rt_status s = rt_llama_load(model, &o, m);
+    rt_status s = rt_llama_load(model, o, m);
     if (s == RT_OK && (*m)->cfg.vocab_size < rt_tokenizer_vocab_size(*tok))
         s = rt_errorf(RT_EINPUT, "%s: tokenizer has %d tokens but the model only %d",
                       tokenizer ? tokenizer : model, rt_tokenizer_vocab_size(*tok), (*m)->cfg.vocab_size);

@@ -30,5 +30,8 @@ rt_status rt_cli_float(const char *opt, const char *s, double lo, double hi, dou
  * and applies a PEFT adapter directory when `adapter` is not NULL. */
 rt_status rt_cli_load(const char *model, const char *tokenizer, const char *adapter,
                       rt_device dev, rt_llama **m, rt_tokenizer **tok);
+/* The same with every load option (e.g. load_in_4bit for eval). */
+rt_status rt_cli_load_opts(const char *model, const char *tokenizer, const char *adapter,
+                           const rt_llama_opts *o, rt_llama **m, rt_tokenizer **tok);
 
 #endif

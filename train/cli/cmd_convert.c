@@ -1,4 +1,4 @@
-/* retort convert llama2c IN.bin --tokenizer TOK.bin --out DIR
+/* retort convert llama2c IN.bin --tokenizer TOK.bin --out DIR  |  retort convert gguf IN.gguf --out DIR
  *
  * Writes a Hugging Face model directory: config.json, model.safetensors
  * (HF names, q/k rows in HF's rotate-half order, as
@@ -17,8 +17,11 @@ int rt_cmd_convert(int argc, char **argv) {
     const char *pos[2];
     int n_pos;
     rt_status s = rt_cli_parse(argc, argv, opts, 2, pos, 2, &n_pos);
-    if (s == RT_OK && (n_pos != 2 || strcmp(pos[0], "llama2c")))
-        s = rt_errorf(RT_EINPUT, "usage: retort convert llama2c IN.bin --tokenizer TOK.bin --out DIR");
+    const bool gguf = n_pos == 2 && !strcmp(pos[0], "gguf");
+    if (s == RT_OK && gguf && !tokenizer) tokenizer = pos[1]; /* its tokenizer.ggml.* metadata */
+    if (s == RT_OK && (n_pos != 2 || (strcmp(pos[0], "llama2c") && !gguf)))
+        s = rt_errorf(RT_EINPUT, "usage: retort convert llama2c IN.bin --tokenizer TOK.bin --out DIR\n"
+                                 "       retort convert gguf IN.gguf --out DIR");
     if (s == RT_OK && (!tokenizer || !out))
         s = rt_errorf(RT_EINPUT, "convert: --tokenizer and --out are required");
     if (s != RT_OK) return rt_cmd_fail(s);

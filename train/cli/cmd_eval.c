@@ -1,5 +1,6 @@
 /* retort eval --model M [--tokenizer T] --data FILE [--seq-len N]
- *             [--adapter DIR] [--batch B] [--device D] [--json] */
+ *             [--adapter DIR] [--batch B] [--device D] [--json]
+ *             [--load-in-4bit] */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,8 +23,9 @@ static double now_s(void) {
 int rt_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *tokenizer = NULL, *data = NULL, *seq = NULL, *adapter = NULL,
                *batch_s = NULL, *device = NULL;
-    bool json = false;
+    bool json = false, nf4 = false;
     const rt_cli_opt opts[] = {
+        {"--load-in-4bit", NULL, &nf4}, /* projections re-quantized to NF4 (blocksize 64, double quant) */
         {"--model", &model, NULL},     {"--tokenizer", &tokenizer, NULL}, {"--data", &data, NULL},
         {"--seq-len", &seq, NULL},     {"--adapter", &adapter, NULL},     {"--batch", &batch_s, NULL},
         {"--device", &device, NULL},   {"--json", NULL, &json},
@@ -46,7 +48,8 @@ int rt_cmd_eval(int argc, char **argv) {
     rt_tokenizer *tok = NULL;
     rt_ctx *ctx = NULL;
     s = rt_read_file(data, "data file", &text, &len);
-    if (s == RT_OK) s = rt_cli_load(model, tokenizer, adapter, dev, &m, &tok);
+    const rt_llama_opts lo = {.device = dev, .load_in_4bit = nf4, .nf4_blocksize = 64, .double_quant = true};
+    if (s == RT_OK) s = rt_cli_load_opts(model, tokenizer, adapter, &lo, &m, &tok);
     if (s == RT_OK) {
         s = rt_tokenizer_encode(tok, text, len, rt_tokenizer_adds_bos(tok), &ids, &n_ids);
         if (s != RT_OK) s = rt_errorf(s, "%s: %s", data, rt_error_message());

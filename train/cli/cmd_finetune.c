@@ -11,6 +11,7 @@
 #include "train/model/adapter.h"
 #include "train/cli/cli.h"
 #include "train/cli/commands.h"
+#include "train/model/gguf_export.h"
 #include "train/finetune.h"
 #include "train/trainer.h"
 
@@ -25,11 +26,22 @@ typedef struct {
     const rt_tokenizer *tok;
 } save_args;
 
-/* A PEFT adapter, or the whole model as an HF directory (adapter: none). */
+/* A PEFT adapter (+ a llama.cpp LoRA GGUF with save_gguf), or the whole
+ * model as an HF directory (adapter: none; + model.gguf with save_gguf). */
 static rt_status save_model(void *user, rt_llama *m, const char *dir) {
     const save_args *a = user;
-    if (rt_llama_is_full(m)) return rt_llama_save_hf(m, a->tok, dir);
-    return rt_adapter_save(m, dir, a->r->base_model);
+    const rt_recipe *r = a->r;
+    char path[4200];
+    if (rt_llama_is_full(m)) {
+        RT_TRY(rt_llama_save_hf(m, a->tok, dir));
+        if (!r->save_gguf) return RT_OK;
+        snprintf(path, sizeof path, "%s/model.gguf", dir);
+        return rt_gguf_export_model(dir, NULL, NULL, RT_GGML_F32, path);
+    }
+    RT_TRY(rt_adapter_save(m, dir, r->base_model));
+    if (!r->save_gguf) return RT_OK;
+    snprintf(path, sizeof path, "%s/adapter_model.gguf", dir);
+    return rt_gguf_export_lora(dir, r->base_model, path);
 }
 
 static rt_status finetune(rt_recipe *r, rt_dist *d) {

@@ -10,6 +10,7 @@
 
 #include "train/cli/cli.h"
 #include "train/cli/commands.h"
+#include "train/formats/gguf_model.h"
 #include "train/model/merge.h"
 
 static bool is_file(const char *p) {
@@ -29,12 +30,13 @@ int rt_cmd_merge(int argc, char **argv) {
     if (s == RT_OK && (!model || !adapter || !out))
         s = rt_errorf(RT_EINPUT, "usage: retort merge --model M [--tokenizer T] --adapter DIR --out DIR");
     size_t ml = model ? strlen(model) : 0;
-    if (s == RT_OK && !tokenizer && is_file(model) &&
+    if (s == RT_OK && !tokenizer && is_file(model) && !rt_is_gguf(model) &&
         !(ml >= 12 && strcmp(model + ml - 12, ".safetensors") == 0))
         s = rt_errorf(RT_EINPUT, "%s: a llama2.c checkpoint needs --tokenizer FILE", model);
     if (s != RT_OK) return rt_cmd_fail(s);
 
     rt_tokenizer *tok = NULL;
+    if (!tokenizer && rt_is_gguf(model)) tokenizer = model; /* its tokenizer.ggml.* metadata */
     if (tokenizer && (s = rt_tokenizer_load(tokenizer, &tok))) return rt_cmd_fail(s);
     s = rt_merge_write_hf(model, adapter, out);
     if (s == RT_OK && tok) s = rt_tokenizer_save_hf(tok, out);

@@ -9,6 +9,7 @@
 
 #include "train/cli/cli.h"
 #include "train/cli/commands.h"
+#include "train/formats/gguf_model.h"
 #include "train/formats/nf4_io.h"
 #include "train/tokenizer/tokenizer.h"
 
@@ -41,6 +42,7 @@ int rt_cmd_quantize(int argc, char **argv) {
     if (s == RT_OK && (blocksize & (blocksize - 1)) != 0)
         s = rt_errorf(RT_EINPUT, "--blocksize: expected a power of two in 32..4096, got %ld", blocksize);
     /* A .bin carries no tokenizer; the output directory needs one to be usable. */
+    if (s == RT_OK && !tokenizer && rt_is_gguf(model)) tokenizer = model; /* tokenizer.ggml.* */
     if (s == RT_OK && !tokenizer && is_file(model) && !ends_with(model, ".safetensors"))
         s = rt_errorf(RT_EINPUT, "%s: a llama2.c checkpoint needs --tokenizer FILE", model);
     if (s != RT_OK) return rt_cmd_fail(s);

@@ -16,6 +16,7 @@ int rt_cmd_merge(int argc, char **argv);
 int rt_cmd_quantize(int argc, char **argv);
 int rt_cmd_convert(int argc, char **argv);
 int rt_cmd_tokenize(int argc, char **argv);
+int rt_cmd_export(int argc, char **argv);
 
 /* Prints "retort: error: <rt_error_message()>" to stderr and returns the
  * status as an exit code (for use as `return rt_cmd_fail(st);`). */

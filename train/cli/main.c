@@ -19,8 +19,9 @@ static const command commands[] = {
     {"generate", rt_cmd_generate, "--model M [--tokenizer T] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] [--adapter DIR]"},
     {"merge", rt_cmd_merge, "--model M --adapter DIR --out DIR   fold a LoRA adapter into the weights"},
     {"quantize", rt_cmd_quantize, "--model M [--tokenizer T] --out DIR   write NF4 weights (bitsandbytes layout)"},
-    {"convert", rt_cmd_convert, "llama2c IN.bin --tokenizer TOK.bin --out DIR   llama2.c checkpoint to an HF directory"},
+    {"convert", rt_cmd_convert, "llama2c IN.bin --tokenizer TOK.bin --out DIR | gguf IN.gguf --out DIR   to an HF directory"},
     {"tokenize", rt_cmd_tokenize, "--tokenizer FILE [--decode] [--no-bos]   ids of stdin text (or text of ids)"},
+    {"export", rt_cmd_export, "gguf-lora|gguf|gguf-tensors ...   llama.cpp GGUF adapter/model (retort export: usage)"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -1,6 +1,7 @@
 /* retort — opening a model file of any supported kind into a weight set
  * (HF directories and sharded safetensors here, llama2.c .bin through
  * llama2c.h), and writing a set as an HF directory (see model_file.h). */
+#include "train/formats/gguf_model.h"
 #include "train/formats/model_file.h"
 
 #include <errno.h>
@@ -123,6 +124,7 @@ rt_status rt_weights_open(const char *path, rt_weights **out, rt_llama_config *c
     if (stat(path, &sb) != 0) return rt_errorf(RT_EINPUT, "%s: cannot open: %s", path, strerror(errno));
     size_t len = strlen(path);
     bool is_st = S_ISREG(sb.st_mode) && len >= 12 && strcmp(path + len - 12, ".safetensors") == 0;
+    if (S_ISREG(sb.st_mode) && rt_is_gguf(path)) return rt_gguf_weights_open(path, out, cfg);
     if (S_ISREG(sb.st_mode) && !is_st) return rt_llama2c_open(path, out, cfg);
     if (!S_ISDIR(sb.st_mode) && !is_st)
         return rt_errorf(RT_EINPUT, "%s: not a model directory or checkpoint file", path);

@@ -17,7 +17,8 @@ extern "C" {
  *  - an HF model directory: config.json plus model.safetensors, or plus a
  *    sharded model.safetensors.index.json ({"weight_map": {name: shard}});
  *  - a .safetensors file, with config.json beside it;
- *  - a llama2.c .bin checkpoint (legacy or version 1; see rt_llama2c_open).
+ *  - a llama2.c .bin checkpoint (legacy or version 1; see rt_llama2c_open);
+ *  - a .gguf file (gguf_model.h: dequantized to F32, HF names and layout).
  * Fills *cfg. safetensors data is mmapped (zero copy). Errors: RT_EINPUT
  * naming the file and the problem; RT_EINTERNAL on OOM. On success *out is
  * the caller's: free with rt_weights_close (tensor pointers die with it). */

@@ -253,7 +253,7 @@ void rt_tokenizer_free(rt_tokenizer *t) {
     free(t->pkey), free(t->pmerged), free(t->pprio);
     for (int k = 0; k < t->n_norm; k++) free(t->norm[k].a), free(t->norm[k].b);
     for (int k = 0; k < t->n_dec_replace; k++) free(t->dec_replace[k].a), free(t->dec_replace[k].b);
-    free(t->added), free(t->hf_json);
+    free(t->added), free(t->hf_json), free(t->chat_template);
     free(t);
 }
 
@@ -261,6 +261,7 @@ int rt_tokenizer_vocab_size(const rt_tokenizer *t) { return t->n_vocab; }
 int rt_tokenizer_bos(const rt_tokenizer *t) { return t->bos; }
 int rt_tokenizer_eos(const rt_tokenizer *t) { return t->eos; }
 bool rt_tokenizer_adds_bos(const rt_tokenizer *t) { return t->add_bos && t->bos >= 0; }
+const char *rt_tokenizer_chat_template(const rt_tokenizer *t) { return t->chat_template; }
 
 /* --- encoding ------------------------------------------------------------ */
 
@@ -418,13 +419,29 @@ static rt_status encode_bytelevel(const rt_tokenizer *t, bpe_work *w, const char
                                   ivec *out) {
     rt_tok_buf src = {0}, word = {0};
     rt_status st = RT_OK;
+    size_t lim = 0;
     if (t->bl_prefix_space && n > 0 && s[0] != ' ') {
         st = rt_tok_buf_put(&src, " ", 1);
         if (st == RT_OK) st = rt_tok_buf_put(&src, s, n);
         s = src.p, n = src.n;
     }
     for (size_t i = 0; i < n && st == RT_OK;) {
-        size_t e = t->bl_regex ? rt_gpt2_split_next(s, n, i) : n;
+        /* Digits(individual_digits): each digit is a word, the text between is split alone */
+        if (!t->split_digits) {
+            lim = n;
+        } else if (i >= lim) {
+            uint32_t cp;
+            int cl = rt_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+            if (cl > 0 && rt_tok_is_number(cp)) {
+                lim = i + (size_t)cl;
+            } else {
+                for (lim = i; lim < n; lim += cl > 0 ? (size_t)cl : 1) {
+                    cl = rt_utf8_decode((const unsigned char *)s + lim, n - lim, &cp);
+                    if (cl > 0 && rt_tok_is_number(cp)) break;
+                }
+            }
+        }
+        size_t e = t->bl_regex ? rt_gpt2_split_next(s, lim, i) : lim;
         word.n = 0;
         for (size_t k = i; k < e && st == RT_OK; k++) {
             char u[4];

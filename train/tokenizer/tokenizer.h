@@ -18,6 +18,7 @@
  *     pipeline parts (anything else is an RT_EINPUT error naming it):
  *       normalizer:    null, Sequence, Prepend, Replace (String pattern)
  *       pre_tokenizer: null, Sequence, ByteLevel, Metaspace,
+ *                      Digits (individual_digits true),
  *                      Split only with the GPT-2 pattern below
  *       decoder:       null, Sequence, Replace, ByteFallback, Fuse,
  *                      Strip (leading spaces of the whole text), ByteLevel,
@@ -31,6 +32,15 @@
  *
  *  3. OpenAI GPT-2 `encoder.json` + `vocab.bpe` (same directory):
  *     byte-level BPE, <|endoftext|> (50256) as BOS and EOS, no BOS added.
+ *
+ *  4. A GGUF file's tokenizer.ggml.* metadata (llama.cpp llama-vocab.cpp;
+ *     train/tokenizer/gguf.c): model "gpt2" is byte-level BPE (tokens,
+ *     merges "a b" by rank, token_type CONTROL/USER_DEFINED as added tokens,
+ *     CONTROL ones special), built as the equivalent tokenizer.json, with the
+ *     pre-tokenizer named by tokenizer.ggml.pre from a small table; model
+ *     "llama" is SentencePiece BPE (tokens with U+2581, scores, BYTE tokens)
+ *     encoded like form 1. bos/eos/unk ids, add_bos_token and
+ *     tokenizer.chat_template are kept.
  *
  * Byte-level pre-tokenization uses the GPT-2 regex
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -81,6 +91,10 @@ int rt_tokenizer_eos(const rt_tokenizer *t);
  * GPT-2: false). Callers pass this as encode's add_bos by default. */
 bool rt_tokenizer_adds_bos(const rt_tokenizer *t);
 
+/* The Jinja chat template the tokenizer came with (a GGUF file's
+ * tokenizer.chat_template), or NULL. Owned by the tokenizer. */
+const char *rt_tokenizer_chat_template(const rt_tokenizer *t);
+
 /* Encodes len bytes of UTF-8 `text` (NUL not required) into token ids.
  * *ids is malloc'd (never NULL on success, even for n_ids == 0), caller
  * frees. add_bos prepends BOS if the tokenizer has one. EOS is never added.
@@ -107,6 +121,14 @@ rt_status rt_tokenizer_decode(const rt_tokenizer *t, const int32_t *ids, size_t 
  * until rt_tokenizer_free) or into buf; never NULL. A piece for byte 0x00 is
  * the empty string. */
 const char *rt_tokenizer_piece(const rt_tokenizer *t, int prev, int id, char buf[8]);
+
+/* Adds the tokenizer as GGUF tokenizer.ggml.* metadata (model "llama":
+ * tokens with U+2581 for spaces, scores, token_type, special ids,
+ * add_bos_token) to a GGUF writer (train/formats/gguf.h). Only
+ * SentencePiece-style vocabularies (llama2.c tokenizer.bin, a "llama" GGUF);
+ * RT_EINPUT for others. */
+typedef struct rt_gguf_writer rt_gguf_writer;
+rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w);
 
 /* Writes `dir`/tokenizer.json and `dir`/tokenizer_config.json (dir must
  * exist). For a llama2.c vocabulary this is a Llama-2-style BPE tokenizer.json:

@@ -50,6 +50,7 @@ struct rt_tokenizer {
     rt_tok_step norm[RT_TOK_MAX_STEPS];
     int pretok;
     bool bl_prefix_space, bl_regex;      /* ByteLevel */
+    bool split_digits;                   /* Digits(individual_digits) before ByteLevel */
     char ms_repl[8];                     /* Metaspace replacement (UTF-8) */
     int ms_scheme;
     bool ms_split;
@@ -65,6 +66,7 @@ struct rt_tokenizer {
     uint8_t added_first[256]; /* first bytes that can start an added token */
 
     char *hf_json;      /* the original tokenizer.json text (source HF) */
+    char *chat_template; /* Jinja chat template (GGUF tokenizer.chat_template) or NULL */
 };
 
 /* --- tokenizer.c --------------------------------------------------------- */
@@ -82,6 +84,16 @@ rt_status rt_tok_pair_add(rt_tokenizer *t, int left, int right, int merged, doub
 rt_status rt_tok_finish(rt_tokenizer *t);
 rt_status rt_tok_oom(void);
 
+/* --- tokenizer_load.c / tokenizer/gguf.c -------------------------------- */
+/* Loads a tokenizer.json held in memory; takes ownership of `text` (kept as
+ * hf_json). `path` names it in messages. */
+rt_status rt_tok_load_hf_text(rt_tokenizer *t, const char *path, char *text);
+/* Pair table of a scores vocabulary (llama2.c / SentencePiece BPE): every
+ * split of a piece into two pieces merges, best score first. */
+rt_status rt_tok_pairs_from_scores(rt_tokenizer *t);
+/* Loads the tokenizer in a GGUF file's tokenizer.ggml.* metadata. */
+rt_status rt_tok_load_gguf(rt_tokenizer *t, const char *path);
+
 /* --- tokenizer_text.c ---------------------------------------------------- */
 /* Length (1..4) of the valid UTF-8 sequence at s[0..n), 0 if invalid
  * (overlong, surrogate, > U+10FFFF, truncated). *cp gets the code point. */
@@ -90,6 +102,8 @@ int rt_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 int rt_utf8_encode(uint32_t cp, char *out);
 /* End offset of the GPT-2 regex match starting at s[i] (s valid UTF-8, i < n). */
 size_t rt_gpt2_split_next(const char *s, size_t n, size_t i);
+/* \p{N} (the table's approximation), as the GPT-2 regex uses it. */
+bool rt_tok_is_number(uint32_t cp);
 /* GPT-2 bytes_to_unicode(): the code point standing for byte b. */
 uint32_t rt_byte_to_unicode(unsigned b);
 /* Inverse: the byte for code point cp, -1 if cp is not in the map. */

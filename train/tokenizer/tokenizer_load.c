@@ -3,6 +3,7 @@
  * Formats are described in train/tokenizer.h. */
 #include "train/tokenizer/tokenizer_internal.h"
 #include "train/formats/fs.h"
+#include "train/formats/gguf_model.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -43,7 +44,7 @@ static rt_status load_json_file(const char *path, cJSON **out, char **text) {
 /* Builds the pair table of a scores vocabulary: (l, r) merges into the piece
  * l+r, for every split of every piece into two pieces (run.c merges any
  * adjacent pair whose concatenation is in the vocabulary). */
-static rt_status pairs_from_scores(rt_tokenizer *t) {
+rt_status rt_tok_pairs_from_scores(rt_tokenizer *t) {
     for (int id = 0; id < t->n_vocab; id++) {
         const char *p = t->piece[id];
         int len = t->piece_len[id];
@@ -105,7 +106,7 @@ static rt_status load_bin(rt_tokenizer *t, const char *path) {
     t->byte_fallback = t->dec_byte_fallback = true;
     t->strip_lead = 1;
     RT_TRY(rt_tok_build_vmap(t));
-    return pairs_from_scores(t);
+    return rt_tok_pairs_from_scores(t);
 }
 
 /* GPT-2: encoder.json {piece: id} and vocab.bpe ("#version" line, then one
@@ -260,6 +261,10 @@ static rt_status parse_pretok(rt_tokenizer *t, const char *path, const cJSON *p,
         t->bl_regex = t->bl_regex || jbool(p, "use_regex", true);
         return RT_OK;
     }
+    if (type && strcmp(type, "Digits") == 0 && jbool(p, "individual_digits", false)) {
+        t->split_digits = true;
+        return RT_OK;
+    }
     if (type && strcmp(type, "Metaspace") == 0) {
         const char *r = jstr(p, "replacement");
         if (!r) r = "\xe2\x96\x81";
@@ -281,7 +286,7 @@ static rt_status parse_pretok(rt_tokenizer *t, const char *path, const cJSON *p,
                          "(only the GPT-2 pattern)", path, re ? re : "?");
     }
     return rt_errorf(RT_EINPUT, "%s: pre_tokenizer \"%s\" is not supported (retort handles Sequence, "
-                     "ByteLevel, Metaspace, Split with the GPT-2 pattern)", path, type ? type : "?");
+                     "ByteLevel, Metaspace, Digits with individual_digits, Split with the GPT-2 pattern)", path, type ? type : "?");
 }
 
 static rt_status parse_decoder(rt_tokenizer *t, const char *path, const cJSON *d) {
@@ -431,9 +436,25 @@ static void hf_post(rt_tokenizer *t, const cJSON *root) {
     if (e >= 0) t->eos = e, t->add_eos = true;
 }
 
+static rt_status load_hf_root(rt_tokenizer *t, const char *path, cJSON *root);
+static rt_status load_hf_config(rt_tokenizer *t, const char *cfg_path);
+
+rt_status rt_tok_load_hf_text(rt_tokenizer *t, const char *path, char *text) {
+    t->hf_json = text;
+    cJSON *root;
+    RT_TRY(parse_json(path, text, strlen(text), &root));
+    return load_hf_root(t, path, root);
+}
+
 static rt_status load_hf(rt_tokenizer *t, const char *path, const char *cfg_path) {
     cJSON *root;
     RT_TRY(load_json_file(path, &root, &t->hf_json));
+    RT_TRY(load_hf_root(t, path, root));
+    return load_hf_config(t, cfg_path);
+}
+
+/* Takes ownership of root. */
+static rt_status load_hf_root(rt_tokenizer *t, const char *path, cJSON *root) {
     t->source = RT_TOKSRC_HF;
     t->bos = t->eos = t->unk = -1;
     bool split_seen = false;
@@ -453,7 +474,11 @@ static rt_status load_hf(rt_tokenizer *t, const char *path, const char *cfg_path
     static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>"};
     for (int k = 0; k < 3 && t->bos < 0; k++) t->bos = rt_tok_lookup(t, bos_names[k], strlen(bos_names[k]));
     for (int k = 0; k < 3 && t->eos < 0; k++) t->eos = rt_tok_lookup(t, eos_names[k], strlen(eos_names[k]));
+    return RT_OK;
+}
 
+static rt_status load_hf_config(rt_tokenizer *t, const char *cfg_path) {
+    rt_status st;
     if (!cfg_path || !is_file(cfg_path)) return RT_OK;
     cJSON *cfg;
     RT_TRY(load_json_file(cfg_path, &cfg, NULL));
@@ -521,6 +546,7 @@ static rt_status load_any(rt_tokenizer *t, const char *path) {
                            path);
         goto done;
     }
+    if (rt_is_gguf(path)) return rt_tok_load_gguf(t, path);
     size_t pl = strlen(path);
     if (pl >= 6 && strcmp(path + pl - 6, ".model") == 0)
         return rt_errorf(RT_EINPUT, "%s: SentencePiece .model files are not supported; use tokenizer.json "

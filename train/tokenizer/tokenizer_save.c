@@ -199,6 +199,7 @@ static rt_status write_config(const rt_tokenizer *t, const char *dir) {
         free(name);
     }
     cJSON_AddBoolToObject(c, "clean_up_tokenization_spaces", 0);
+    if (t->chat_template) cJSON_AddStringToObject(c, "chat_template", t->chat_template);
     cJSON_AddStringToObject(c, "tokenizer_class",
                             t->source == RT_TOKSRC_GPT2 ? "GPT2Tokenizer" : "LlamaTokenizer");
     char *text = cJSON_Print(c);

@@ -103,6 +103,7 @@ static bool is_letter(uint32_t cp) {
 static bool is_number(uint32_t cp) {
     return in_ranges(cp, number_ranges, sizeof number_ranges / sizeof *number_ranges);
 }
+bool rt_tok_is_number(uint32_t cp) { return is_number(cp); }
 static bool is_space(uint32_t cp) {
     return (cp >= 0x9 && cp <= 0xD) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
            cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
