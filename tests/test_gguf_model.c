@@ -19,8 +19,8 @@
 #include "tests/cli_util.h"
 #include "tests/testutil.h"
 #include "train/formats/gguf_model.h"
-#include "train/safetensors.h"
-#include "train/tokenizer.h"
+#include "train/formats/safetensors.h"
+#include "train/tokenizer/tokenizer.h"
 
 static char bin[512], tok[512], text[512];
 

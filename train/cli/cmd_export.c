@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/cli.h"
-#include "train/commands.h"
+#include "train/cli/cli.h"
+#include "train/cli/commands.h"
 #include "train/formats/gguf.h"
-#include "train/formats/gguf_export.h"
-#include "train/safetensors.h"
+#include "train/model/gguf_export.h"
+#include "train/formats/safetensors.h"
 
 static rt_status export_tensors(const char *in, const char *out) {
     rt_gguf *g;

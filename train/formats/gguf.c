@@ -1,6 +1,6 @@
 /* retort — GGUF reader, dequantization and writer (see gguf.h). */
 #include "train/formats/gguf.h"
-#include "train/half.h"
+#include "train/formats/half.h"
 
 #include <errno.h>
 #include <fcntl.h>

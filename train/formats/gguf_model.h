@@ -29,8 +29,8 @@
 #include <stdbool.h>
 
 #include "train/formats/gguf.h"
-#include "train/llama_config.h"
-#include "train/weights.h"
+#include "train/formats/llama_config.h"
+#include "train/formats/weights.h"
 
 /* True if path names a GGUF file (ends in ".gguf"). */
 bool rt_is_gguf(const char *path);

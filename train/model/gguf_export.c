@@ -1,12 +1,12 @@
 /* retort — GGUF writers for llama.cpp: LoRA adapters and models (see gguf_export.h). */
-#include "train/formats/gguf_export.h"
+#include "train/model/gguf_export.h"
 #include "train/formats/gguf_model.h"
-#include "train/fs.h"
-#include "train/half.h"
-#include "train/nf4_io.h"
-#include "train/safetensors.h"
-#include "train/tokenizer.h"
-#include "train/weights.h"
+#include "train/formats/fs.h"
+#include "train/formats/half.h"
+#include "train/model/merge.h"
+#include "train/formats/safetensors.h"
+#include "train/tokenizer/tokenizer.h"
+#include "train/formats/model_file.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

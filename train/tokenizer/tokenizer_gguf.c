@@ -1,6 +1,6 @@
 /* retort — tokenizers from GGUF metadata (tokenizer.ggml.*), as llama.cpp's
  * llama-vocab.cpp reads them (see train/tokenizer.h, form 4). */
-#include "train/tokenizer_internal.h"
+#include "train/tokenizer/tokenizer_internal.h"
 #include "train/formats/gguf.h"
 
 #include <cjson/cJSON.h>
