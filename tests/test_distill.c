@@ -335,19 +335,25 @@ static void test_errors(void) {
     CHECK(s == RT_EINPUT && strstr(rt_error_message(), "kd_top_k"), "cache without top-k: %s", rt_error_message());
     rt_distill_free(&x);
     rt_recipe_free(&r);
-    /* a pretrained student without adapters */
-    char sm[700];
-    snprintf(sm, sizeof sm, "base_model=%s", rt_test_shared("models/stories260K/stories260K.bin"));
-    const char *over3[] = {sm, "student_config=", "tokenizer=", "adapter=none", od, NULL};
-    char tok[700];
+}
+
+/* ---- a pretrained student without adapters: every weight trained, HF directory ---- */
+static void test_full_student(void) {
+    char sm[700], tok[700], od[700], p[800];
+    snprintf(sm, sizeof sm, "student_model=%s", rt_test_shared("models/stories260K/stories260K.bin"));
     snprintf(tok, sizeof tok, "tokenizer=%s", rt_test_shared("models/stories260K/tok512.bin"));
-    over3[2] = tok;
-    s = load(&r, over3);
-    if (s == RT_OK) s = rt_distill_setup(&r, &d, &x);
-    CHECK(s == RT_EINPUT && strstr(rt_error_message(), "not supported yet"), "full FT of a pretrained student: %s",
-          rt_error_message());
-    rt_distill_free(&x);
-    rt_recipe_free(&r);
+    snprintf(od, sizeof od, "%s", rt_tmp("full-student"));
+    const char *over[] = {"student_config=", sm, tok, "adapter=none", "max_steps=2", NULL};
+    run x;
+    run_inproc(&x, od, over);
+    CHECK(x.train == RT_OK, "full pretrained student: %s", rt_error_message());
+    if (x.train == RT_OK)
+        CHECK(rt_llama_is_full(x.s.student) && x.s.student->params.numel_used == rt_llama_n_params(x.s.teacher),
+              "student trains %lld of the teacher's %lld weights", (long long)x.s.student->params.numel_used,
+              (long long)rt_llama_n_params(x.s.teacher));
+    snprintf(p, sizeof p, "%s/model.safetensors", od);
+    CHECK(access(p, F_OK) == 0, "%s missing", p);
+    run_free(&x);
 }
 
 /* ---- a LoRA student (the teacher itself + adapters) saves a PEFT adapter ---- */
@@ -363,6 +369,130 @@ static void test_lora_student(void) {
     snprintf(p, sizeof p, "%s/adapter_model.safetensors", od);
     CHECK(access(p, F_OK) == 0, "%s missing", p);
     run_free(&x);
+}
+
+
+/* ---- student_init: teacher_layers ---- */
+
+static bool same_tensor(const rt_tensor *a, const rt_tensor *b) {
+    return rt_numel(a) == rt_numel(b) && !memcmp(a->data, b->data, (size_t)rt_numel(a) * sizeof(float));
+}
+
+static double norm_of(const float *v, int64_t n, int64_t stride) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)v[i * stride] * v[i * stride];
+    return sqrt(s);
+}
+
+/* Student layers [0, 2, 4] of stories260K are exactly the teacher's; a
+ * narrower MLP keeps the top-magnitude neurons; the run saves an HF dir. */
+static void test_teacher_layers(void) {
+    const char *over[] = {"student_config=", "student_init=teacher_layers", "student_layers=[0, 2, 4]", NULL};
+    run x;
+    run_inproc(&x, rt_tmp("tl"), over);
+    CHECK(x.train == RT_OK, "teacher_layers run: %s", rt_error_message());
+    if (x.setup != RT_OK) {
+        run_free(&x);
+        return;
+    }
+    /* setup again, untrained, to compare the initial weights */
+    rt_distill y;
+    rt_status s = rt_distill_setup(&x.r, &x.d, &y);
+    CHECK(s == RT_OK, "setup: %s", rt_error_message());
+    if (s == RT_OK) {
+        const rt_llama *T = y.teacher, *S = y.student;
+        const int layers[3] = {0, 2, 4};
+        CHECK(S->cfg.num_hidden_layers == 3 && S->cfg.hidden_size == T->cfg.hidden_size &&
+                  S->cfg.intermediate_size == T->cfg.intermediate_size && rt_llama_is_full(S),
+              "student shape %d layers", S->cfg.num_hidden_layers);
+        bool ok = same_tensor(S->embed_tokens, T->embed_tokens) && same_tensor(S->norm, T->norm);
+        for (int i = 0; i < 3; i++) {
+            const rt_llama_layer *a = &S->layers[i], *b = &T->layers[layers[i]];
+            ok = ok && same_tensor(a->input_layernorm, b->input_layernorm) &&
+                 same_tensor(a->post_attention_layernorm, b->post_attention_layernorm);
+            for (int p = 0; p < RT_PROJ_COUNT; p++) ok = ok && same_tensor(a->proj[p].weight, b->proj[p].weight);
+        }
+        CHECK(ok, "student weights are not exactly the teacher's layers 0, 2, 4");
+        /* and not, say, layers 0, 1, 2 */
+        CHECK(!same_tensor(S->layers[1].proj[RT_PROJ_Q].weight, T->layers[1].proj[RT_PROJ_Q].weight),
+              "student layer 1 equals teacher layer 1");
+        CHECK(S->params.numel_used == rt_llama_n_params(S) &&
+                  rt_llama_n_params(S) < rt_llama_n_params(T),
+              "student %lld trainable of %lld", (long long)S->params.numel_used, (long long)rt_llama_n_params(S));
+    }
+    rt_distill_free(&y);
+    char p[800];
+    snprintf(p, sizeof p, "%s/config.json", rt_tmp("tl"));
+    char *cfg = rt_slurp(p, NULL);
+    CHECK(cfg && strstr(cfg, "\"num_hidden_layers\":\t3"), "saved config: %s", cfg ? cfg : "(none)");
+    free(cfg);
+    run_free(&x);
+
+    /* a narrower MLP: the 100 of 172 neurons with the largest
+     * ||gate_j|| ||up_j|| ||down_:,j||, in order, copied exactly */
+    const char *over2[] = {"student_config=", "student_config.intermediate_size=100", "student_init=teacher_layers",
+                           "student_layers=[3]", "max_steps=1", NULL};
+    run z;
+    run_inproc(&z, rt_tmp("tl-narrow"), over2);
+    CHECK(z.train == RT_OK, "narrow MLP: %s", rt_error_message());
+    if (z.setup == RT_OK) {
+        rt_distill u;
+        s = rt_distill_setup(&z.r, &z.d, &u);
+        if (s == RT_OK) {
+            const rt_llama_layer *a = &u.student->layers[0], *b = &u.teacher->layers[3];
+            const int64_t D = 64, I = 172, K = 100;
+            const float *tg = b->proj[RT_PROJ_GATE].weight->data, *tu = b->proj[RT_PROJ_UP].weight->data,
+                        *td = b->proj[RT_PROJ_DOWN].weight->data;
+            const float *sg = a->proj[RT_PROJ_GATE].weight->data, *su = a->proj[RT_PROJ_UP].weight->data,
+                        *sd = a->proj[RT_PROJ_DOWN].weight->data;
+            double score[172];
+            for (int64_t j = 0; j < I; j++)
+                score[j] = norm_of(tg + j * D, D, 1) * norm_of(tu + j * D, D, 1) * norm_of(td + j, D, I);
+            bool kept[172] = {0}, exact = true;
+            int64_t prev = -1;
+            for (int64_t k = 0; k < K; k++) {
+                int64_t j = 0;
+                while (j < I && memcmp(sg + k * D, tg + j * D, (size_t)D * sizeof(float))) j++;
+                exact = exact && j < I && j > prev && !memcmp(su + k * D, tu + j * D, (size_t)D * sizeof(float));
+                for (int64_t dd = 0; exact && dd < D; dd++) exact = sd[dd * K + k] == td[dd * I + j];
+                if (j < I) kept[j] = true;
+                prev = j;
+            }
+            double min_kept = 1e30, max_dropped = 0;
+            for (int64_t j = 0; j < I; j++) {
+                if (kept[j]) min_kept = fmin(min_kept, score[j]);
+                else max_dropped = fmax(max_dropped, score[j]);
+            }
+            CHECK(exact && u.student->cfg.intermediate_size == 100, "kept neurons are not exact teacher rows");
+            CHECK(min_kept >= max_dropped, "a dropped neuron scores %g > a kept one %g", max_dropped, min_kept);
+            CHECK(same_tensor(a->proj[RT_PROJ_Q].weight, b->proj[RT_PROJ_Q].weight), "attention of layer 3");
+        }
+        CHECK(s == RT_OK, "setup: %s", rt_error_message());
+        rt_distill_free(&u);
+    }
+    run_free(&z);
+
+    /* errors: a layer out of range, another hidden size, an adapter */
+    struct { const char *over[5]; const char *msg; } bad[] = {
+        {{"student_config=", "student_init=teacher_layers", "student_layers=[0, 5]", NULL}, "layer 5 is out of range"},
+        {{"student_config=", "student_config.hidden_size=32", "student_init=teacher_layers", "student_layers=[1]", NULL},
+         "hidden_size"},
+        {{"student_config=", "student_config.intermediate_size=400", "student_init=teacher_layers", "student_layers=[1]",
+          NULL},
+         "larger than the teacher"},
+        {{"student_config=", "student_init=teacher_layers", NULL}, "student_layers"},
+        {{"student_layers=[1]", NULL}, "only used with student_init"},
+        {{"student_config=", "student_init=teacher_layers", "student_layers=[1]", "adapter=lora", NULL},
+         "set adapter: none"},
+        {{"student_config=", "student_init=teacher_layers", "student_layers=[1, x]", NULL}, "integers"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run e;
+        run_inproc(&e, rt_tmp("tl-bad"), bad[i].over);
+        CHECK(e.train == RT_EINPUT && strstr(rt_error_message(), bad[i].msg), "case %zu: %d %s", i, e.train,
+              rt_error_message());
+        run_free(&e);
+    }
 }
 
 /* ---- rt_llama_save_hf round trip ---- */
@@ -410,6 +540,8 @@ int main(void) {
     test_cache();
     test_errors();
     test_lora_student();
+    test_full_student();
+    test_teacher_layers();
     test_cli();
     return rt_test_summary();
 }

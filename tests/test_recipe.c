@@ -137,6 +137,37 @@ static void test_shipped_recipes(void) {
         CHECK(!strcmp(r.output_dir, "out/stories260k-qlora-sotu-alpaca"), "out %s", r.output_dir);
     }
     rt_recipe_free(&r);
+
+    /* the SmolLM2 distillation: a student from teacher layers, a shard of Moby-Dick; the
+     * effective recipe (recipe.yaml in output_dir) loads back the same */
+    snprintf(p, sizeof p, "%s/recipes/smollm2-135m-distill.yaml", RETORT_SOURCE_DIR);
+    st = rt_recipe_load(p, &r);
+    CHECK(st == RT_OK, "%s", rt_error_message());
+    if (st == RT_OK) {
+        CHECK(rt_recipe_validate(&r) == RT_OK, "%s", rt_error_message());
+        CHECK(r.student_init == RT_RECIPE_STUDENT_TEACHER_LAYERS && r.student_layers.count == 3 &&
+                  r.student_layers.items[0] == 0 && r.student_layers.items[1] == 14 && r.student_layers.items[2] == 28,
+              "student_layers");
+        CHECK(r.student_config.intermediate_size == 512 && r.adapter == RT_RECIPE_ADAPTER_NONE, "student");
+        CHECK(r.datasets.count == 1 && r.datasets.items[0].shards == 16 && r.datasets.items[0].shards_idx == 0,
+              "shards");
+        if (r.datasets.count == 1) check_shared_file(r.datasets.items[0].path);
+        CHECK(r.teacher_logits == RT_RECIPE_TEACHER_CACHE && r.kd_top_k == 32, "cache");
+        char out[700];
+        snprintf(out, sizeof out, "%s/smollm2-effective.yaml", rt_test_tmpdir());
+        rt_recipe back;
+        st = rt_recipe_save(&r, out);
+        if (st == RT_OK) st = rt_recipe_load(out, &back);
+        CHECK(st == RT_OK, "effective recipe: %s", rt_error_message());
+        if (st == RT_OK) {
+            CHECK(back.student_layers.count == 3 && back.student_layers.items[2] == 28 &&
+                      back.student_init == RT_RECIPE_STUDENT_TEACHER_LAYERS && back.datasets.count == 1 &&
+                      back.datasets.items[0].shards == 16,
+                  "effective recipe lost student_layers/shards");
+            rt_recipe_free(&back);
+        }
+    }
+    rt_recipe_free(&r);
     printf("shipped recipes: done\n");
 }
 

@@ -122,12 +122,29 @@ static rt_status new_student(const rt_recipe *r, const rt_dist *d, rt_device dev
     return RT_OK;
 }
 
+/* student_init: teacher_layers (rt_llama_new_from): the teacher's shape,
+ * student_layers of its layers, optionally fewer MLP neurons. */
+static rt_status teacher_layers_student(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_distill *s) {
+    const rt_recipe_student *sc = &r->student_config;
+    const rt_llama_config *tc = &s->teacher->cfg;
+    struct { const char *key; int want, got; } same[] = {
+        {"hidden_size", tc->hidden_size, sc->hidden_size},
+        {"num_attention_heads", tc->num_attention_heads, sc->num_attention_heads},
+        {"num_key_value_heads", tc->num_key_value_heads, sc->num_key_value_heads},
+    };
+    for (int i = 0; i < 3; i++)
+        if (same[i].got && same[i].got != same[i].want)
+            return rt_errorf(RT_EINPUT, "student_config.%s: %d, but a student initialised from the teacher's "
+                             "layers keeps the teacher's %d", same[i].key, same[i].got, same[i].want);
+    rt_llama_opts o = {.device = dev, .seed = (uint64_t)r->seed, .pad_multiple = rt_zero1_pad_multiple(d)};
+    RT_TRY(rt_llama_new_from(s->teacher, r->student_layers.items, r->student_layers.count, sc->intermediate_size,
+                             &o, &s->student));
+    s->student->gradient_checkpointing = r->gradient_checkpointing;
+    return RT_OK;
+}
+
 static rt_status pretrained_student(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_distill *s) {
     s->student_path = r->student_model[0] ? r->student_model : r->base_model;
-    if (r->adapter == RT_RECIPE_ADAPTER_NONE)
-        return rt_errorf(RT_EINPUT, "%s: adapter: none (full fine-tuning of a pretrained student) is not "
-                         "supported yet; use adapter: lora or qlora, or a new student (student_config)",
-                         s->student_path);
     rt_recipe tmp = *r; /* shallow: rt_finetune_model reads base_model/tokenizer only */
     tmp.base_model = (char *)s->student_path;
     rt_tokenizer *stok = NULL;
@@ -142,7 +159,8 @@ static rt_status pretrained_student(const rt_recipe *r, const rt_dist *d, rt_dev
 }
 
 static rt_status make_student(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_distill *s) {
-    if (r->student_config.hidden_size) {
+    bool from_teacher = r->student_init == RT_RECIPE_STUDENT_TEACHER_LAYERS;
+    if (from_teacher || r->student_config.hidden_size) {
         if (r->tokenizer[0]) { /* a tokenizer named for the student must be the teacher's */
             rt_tokenizer *stok = NULL;
             const char *tt = r->teacher_tokenizer[0] ? r->teacher_tokenizer : r->teacher_model;
@@ -151,7 +169,7 @@ static rt_status make_student(const rt_recipe *r, const rt_dist *d, rt_device de
             rt_tokenizer_free(stok);
             RT_TRY(st);
         }
-        RT_TRY(new_student(r, d, dev, s));
+        RT_TRY(from_teacher ? teacher_layers_student(r, d, dev, s) : new_student(r, d, dev, s));
     } else {
         RT_TRY(pretrained_student(r, d, dev, s));
     }

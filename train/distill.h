@@ -11,10 +11,18 @@
  *     of a small student is dominated by V x D), weights ~ N(0, init_std^2);
  *     saved as an HF model directory (config.json, model.safetensors,
  *     tokenizer) in output_dir;
+ *   - student_init: teacher_layers: the teacher's config with the layers
+ *     listed in student_layers (layer i of the student = teacher layer
+ *     student_layers[i]), every weight copied from the teacher (embeddings,
+ *     final norm, output head, the chosen layers; NF4 dequantized) and
+ *     trainable, as DistilBERT was initialised from every other layer of
+ *     BERT (rt_llama_new_from); student_config may narrow intermediate_size
+ *     (the largest-magnitude MLP neurons are kept) and must otherwise agree
+ *     with the teacher; saved as an HF directory;
  *   - student_model (or base_model when neither is given): a pretrained
  *     model with LoRA/QLoRA adapters as in finetune, saved as a PEFT
- *     adapter. A full fine-tune of a pretrained student (adapter: none) is
- *     not supported yet (RT_EINPUT).
+ *     adapter; with adapter: none every weight is trained
+ *     (rt_llama_new_from) and it is saved as an HF directory.
  * Teacher and student must share the tokenizer: the same number of tokens
  * and the same piece for every id, else RT_EINPUT naming both.
  *

@@ -82,10 +82,14 @@ rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev,
         .seed = (uint64_t)r->seed,
         .pad_multiple = rt_zero1_pad_multiple(d),
     };
-    if (r->adapter == RT_RECIPE_ADAPTER_NONE)
-        return rt_errorf(RT_EINPUT, "%s: adapter: none (full fine-tuning of a pretrained model) is not "
-                         "supported yet; use adapter: lora or qlora", r->base_model);
     RT_TRY(rt_llama_load(r->base_model, &o, m));
+    if (r->adapter == RT_RECIPE_ADAPTER_NONE) { /* full fine-tuning: every weight into the flat store */
+        rt_llama *loaded = *m;
+        *m = NULL;
+        rt_status s = rt_llama_new_from(loaded, NULL, 0, 0, &o, m);
+        rt_llama_free(loaded);
+        RT_TRY(s);
+    }
     RT_TRY(rt_finetune_check_context(r, *m, r->base_model));
     (*m)->gradient_checkpointing = r->gradient_checkpointing;
     if ((*m)->cfg.vocab_size < rt_tokenizer_vocab_size(*tok))

@@ -17,7 +17,9 @@ rt_status rt_finetune_check_context(const rt_recipe *r, const rt_llama *m, const
 /* The recipe's device (auto: cuda when the build and the machine have it). */
 rt_status rt_finetune_device(const rt_recipe *r, rt_device *dev);
 /* Tokenizer and base model (NF4 when load_in_4bit) with the recipe's LoRA
- * adapters; the caller frees both (also on error). */
+ * adapters, or, with adapter: none, the base model with every weight
+ * trainable (rt_llama_new_from: full fine-tuning, saved with
+ * rt_llama_save_hf); the caller frees both (also on error). */
 rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev, rt_llama **m,
                             rt_tokenizer **tok);
 

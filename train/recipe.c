@@ -33,6 +33,7 @@ typedef enum {
     KT_PATH_OR_BOOL, /* string: true -> "latest", false -> "" */
     KT_ALIAS,        /* another name for the key def_s */
     KT_FLAGS,        /* unsigned bitmask: a list of values[] names, bit i = values[i] */
+    KT_INTS,         /* rt_recipe_ints: a list of integers >= 0 */
 } key_type;
 
 enum { KF_MIN = 1, KF_MAX = 2, KF_MIN_EXCL = 4, KF_POW2 = 8 };
@@ -54,6 +55,7 @@ struct key_def {
 
 static const char *const quant_names[] = {"nf4", NULL};
 static const char *const adapter_names[] = {"none", "lora", "qlora", NULL};
+static const char *const student_init_names[] = {"random", "teacher_layers", NULL};
 static const char *const ds_type_names[] = {"text", "jsonl", "alpaca", "teacher_generate", "chat_template",
                                             "sharegpt", "completion", "input_output", NULL};
 static const char *const role_names[] = {"system", "user", "assistant", "tool", NULL};
@@ -86,6 +88,8 @@ static const key_def dataset_keys[] = {
     {"message_property_mappings", KT_MAP, DS(message_property_mappings), .sub = msg_map_keys},
     {"roles_to_train", KT_FLAGS, DS(roles_to_train), .def_i = RT_RECIPE_ROLE_ASSISTANT, .values = role_names},
     {"train_on_eos", KT_ENUM, DS(train_on_eos), .def_i = RT_RECIPE_EOS_TURN, .values = eos_names},
+    {"shards", KT_INT, DS(shards), .def_i = 1, .flags = KF_MIN, .min = 1},
+    {"shards_idx", KT_INT, DS(shards_idx), .def_i = 0, .flags = KF_MIN, .min = 0},
     {"num_samples", KT_INT, DS(num_samples), .def_i = 64, .flags = KF_MIN, .min = 1},
     {"max_new_tokens", KT_INT, DS(max_new_tokens), .def_i = 128, .flags = KF_MIN, .min = 1},
     {"temperature", KT_FLOAT, DS(temperature), .def_f = 1.0, .flags = KF_MIN, .min = 0},
@@ -211,6 +215,8 @@ static const key_def main_keys[] = {
     BOOL(pad_to_sequence_len, 0),
     BOOL(save_safetensors, 1),
     BOOL(strict, 0),
+    ENUM(student_init, RT_RECIPE_STUDENT_RANDOM, student_init_names),
+    {"student_layers", KT_INTS, R(student_layers), .def_i = 0},
     {.name = NULL},
 };
 _Static_assert(sizeof main_keys / sizeof main_keys[0] <= sizeof(((rt_recipe *)0)->set_),
@@ -283,6 +289,7 @@ static rt_status reset_key(const key_def *k, void *base) {
     case KT_FLOAT: *FIELD(double, base, k) = k->def_f; break;
     case KT_DATASETS: free_list(FIELD(rt_recipe_datasets, base, k), k->sub); break;
     case KT_MAP: return reset_table(k->sub, FIELD(char, base, k));
+    case KT_INTS: FIELD(rt_recipe_ints, base, k)->count = 0; break;
     case KT_ALIAS: break;
     }
     return RT_OK;
@@ -375,6 +382,7 @@ static void describe(const key_def *k, char *buf, size_t cap) {
     case KT_INT:
     case KT_I64: append(buf, cap, (k->flags & KF_POW2) ? "a power of two" : "an integer"); break;
     case KT_FLOAT: append(buf, cap, "a number"); break;
+    case KT_INTS: append(buf, cap, "a list of at most %d integers >= 0", RT_RECIPE_MAX_INTS); return;
     case KT_ALIAS: return;
     }
     if ((k->flags & KF_MIN) && (k->flags & KF_MAX)) {
@@ -563,6 +571,24 @@ static rt_status apply_datasets(const src_ctx *c, const key_def *k, void *base, 
     return RT_OK;
 }
 
+/* A list of integers >= 0 (a single integer is a list of one). */
+static rt_status apply_ints(const src_ctx *c, const key_def *k, void *base, yaml_node_t *n, const char *kp) {
+    rt_recipe_ints v = {0};
+    yaml_node_item_t *it = n->type == YAML_SEQUENCE_NODE ? n->data.sequence.items.start : NULL;
+    yaml_node_item_t *top = n->type == YAML_SEQUENCE_NODE ? n->data.sequence.items.top : NULL;
+    int count = it ? (int)(top - it) : 1;
+    if (count > RT_RECIPE_MAX_INTS) return fail_expected(c, n, k, kp);
+    for (int i = 0; i < count; i++) {
+        yaml_node_t *item = it ? yaml_document_get_node(c->doc, it[i]) : n;
+        const char *s = scalar(item);
+        long long x;
+        if (!s || !parse_ll(s, &x) || x < 0 || x > INT_MAX) return fail_expected(c, item, k, kp);
+        v.items[v.count++] = (int)x;
+    }
+    *FIELD(rt_recipe_ints, base, k) = v;
+    return RT_OK;
+}
+
 /* Stores node n (any kind) into key k of the struct at base. kp is the
  * dotted key path for messages. */
 static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml_node_t *n,
@@ -650,6 +676,7 @@ static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml
         return RT_OK;
     }
     case KT_DATASETS: return apply_datasets(c, k, base, n, kp);
+    case KT_INTS: return apply_ints(c, k, base, n, kp);
     case KT_MAP:
         if (n->type != YAML_MAPPING_NODE) return fail_expected(c, n, k, kp);
         return apply_map(c, k->sub, FIELD(char, base, k), n, kp, NULL);
@@ -922,6 +949,9 @@ static rt_status validate_datasets(const rt_recipe *r, const rt_recipe_datasets 
     for (int i = 0; i < l->count; i++) {
         const rt_recipe_dataset *d = &l->items[i];
         if (!*d->path) return rt_errorf(RT_EINPUT, "%s.%d.path: required (a data file)", name, i);
+        if (d->shards_idx >= d->shards)
+            return rt_errorf(RT_EINPUT, "%s.%d.shards_idx: %d, but there are only %d shards (0..%d)", name, i,
+                             d->shards_idx, d->shards, d->shards - 1);
         if (d->type == RT_RECIPE_DS_TEACHER_GENERATE && !*r->teacher_model)
             return rt_errorf(RT_EINPUT, "%s.%d.type: teacher_generate needs teacher_model", name, i);
         if ((d->type == RT_RECIPE_DS_JSONL || d->type == RT_RECIPE_DS_COMPLETION) && !*d->field)
@@ -1115,7 +1145,8 @@ void rt_recipe_print_keys(FILE *f) {
 rt_status rt_recipe_validate(rt_recipe *r) {
     RT_TRY(validate_open_ranges(r));
     bool distill = *r->teacher_model != '\0';
-    bool has_student = r->student_config.hidden_size || r->student_config.num_hidden_layers;
+    bool from_teacher = r->student_init == RT_RECIPE_STUDENT_TEACHER_LAYERS;
+    bool has_student = r->student_config.hidden_size || r->student_config.num_hidden_layers || from_teacher;
     if (!*r->base_model && !distill)
         return rt_errorf(RT_EINPUT, "base_model: required (a Hugging Face model directory or a llama2.c .bin)");
     if (!*r->base_model && !has_student && !*r->student_model)
@@ -1167,7 +1198,23 @@ rt_status rt_recipe_validate(rt_recipe *r) {
 
     if (*r->student_model && (has_student || r->student_config.num_attention_heads))
         return rt_errorf(RT_EINPUT, "student_config and student_model are both set; use one");
-    RT_TRY(validate_student(&r->student_config));
+    if (from_teacher) {
+        const rt_recipe_student *sc = &r->student_config;
+        if (!distill) return rt_errorf(RT_EINPUT, "student_init: teacher_layers needs teacher_model");
+        if (r->student_layers.count == 0)
+            return rt_errorf(RT_EINPUT, "student_layers: student_init teacher_layers needs the list of teacher "
+                                        "layers to copy (e.g. [0, 2, 4])");
+        if (sc->num_hidden_layers && sc->num_hidden_layers != r->student_layers.count)
+            return rt_errorf(RT_EINPUT, "student_config.num_hidden_layers: %d, but student_layers lists %d layers",
+                             sc->num_hidden_layers, r->student_layers.count);
+        if (r->adapter != RT_RECIPE_ADAPTER_NONE)
+            return rt_errorf(RT_EINPUT, "adapter: a student initialised from teacher layers trains every weight; "
+                                        "set adapter: none");
+    } else {
+        if (r->student_layers.count)
+            return rt_errorf(RT_EINPUT, "student_layers: only used with student_init: teacher_layers");
+        RT_TRY(validate_student(&r->student_config));
+    }
     if (r->teacher_logits == RT_RECIPE_TEACHER_CACHE && !*r->teacher_cache_dir)
         return rt_errorf(RT_EINPUT, "teacher_cache_dir: required when teacher_logits is cache");
     return RT_OK;
@@ -1256,6 +1303,15 @@ static int emit_value(yaml_emitter_t *e, const key_def *k, const void *base) {
         return emit_seq_end(e);
     }
     case KT_MAP: return emit_table(e, k->sub, FIELD(char, b, k));
+    case KT_INTS: {
+        const rt_recipe_ints *l = FIELD(rt_recipe_ints, b, k);
+        if (!emit_seq_start(e, true)) return 0;
+        for (int i = 0; i < l->count; i++) {
+            snprintf(buf, sizeof buf, "%d", l->items[i]);
+            if (!emit_scalar(e, buf, false)) return 0;
+        }
+        return emit_seq_end(e);
+    }
     case KT_ALIAS: break;
     }
     return 0;
@@ -1265,6 +1321,8 @@ static int emit_table(yaml_emitter_t *e, const key_def *table, const void *base)
     if (!emit_map_start(e)) return 0;
     for (const key_def *k = table; k->name; k++) {
         if (k->type == KT_ALIAS) continue;
+        /* a student size not given (0) stays out: 0 is below its minimum */
+        if (table == student_keys && k->type == KT_INT && *FIELD(int, (void *)base, k) == 0) continue;
         if (k->type == KT_MAP) { /* an unused student_config is left out */
             const rt_recipe_student *s = (const rt_recipe_student *)((const char *)base + k->off);
             if (k->sub == student_keys && !s->hidden_size && !s->intermediate_size &&

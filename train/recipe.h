@@ -99,6 +99,14 @@ typedef enum { RT_RECIPE_STRATEGY_STEPS = 0, RT_RECIPE_STRATEGY_EPOCH, RT_RECIPE
 typedef struct {
     char *bos_token, *eos_token, *unk_token, *pad_token;
 } rt_recipe_special_tokens;
+typedef enum { RT_RECIPE_STUDENT_RANDOM = 0, RT_RECIPE_STUDENT_TEACHER_LAYERS } rt_recipe_student_init;
+
+/* A list of small non-negative integers (student_layers). */
+#define RT_RECIPE_MAX_INTS 256
+typedef struct {
+    int count;
+    int items[RT_RECIPE_MAX_INTS];
+} rt_recipe_ints;
 
 /* One entry of `datasets:` / `test_datasets:`. */
 typedef struct {
@@ -110,6 +118,12 @@ typedef struct {
     rt_recipe_msg_map message_property_mappings;
     unsigned roles_to_train;   /* RT_RECIPE_ROLE_* bits [assistant] */
     int train_on_eos;          /* rt_recipe_train_on_eos [turn] */
+    char *field;   /* jsonl: the key holding the text [text] */
+    /* axolotl's shards / shards_idx: keep only shard shards_idx of `shards`
+     * contiguous pieces of this entry's examples (after windowing), as
+     * datasets' Dataset.shard(num_shards, index, contiguous=True) */
+    int shards;     /* [1] */
+    int shards_idx; /* [0], < shards */
     /* teacher_generate only: */
     int num_samples;      /* [64] */
     int max_new_tokens;   /* [128] */
@@ -196,6 +210,12 @@ typedef struct {
     char *teacher_cache_dir;
     rt_recipe_student student_config;
     char *student_model; /* a pretrained student instead of student_config */
+    /* student_init: random (student_config, N(0, init_std^2)) or
+     * teacher_layers: the teacher's embeddings, norms and the layers listed
+     * in student_layers (rt_llama_new_from); student_config is then
+     * optional and may only narrow intermediate_size */
+    int student_init;              /* rt_recipe_student_init [random] */
+    rt_recipe_ints student_layers; /* teacher layer indices, in student order */
 
     /* private: which top-level keys the file/overrides set (for validate) */
     /* axolotl keys (docs/axolotl-keys.md) */

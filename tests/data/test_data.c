@@ -499,6 +499,27 @@ static void test_split(void) {
     CHECK(load(&r, &tr, &va) == RT_OK && rt_dataset_examples(tr) == 20 && rt_dataset_examples(va) == 1,
           "test_datasets: %s", rt_error_message());
     rt_dataset_free(tr), rt_dataset_free(va), rt_recipe_free(&r);
+    /* shards: 20 examples in 3 contiguous shards of 7, 7, 6 (datasets'
+     * Dataset.shard(3, i, contiguous=True)); the split applies to the shard */
+    uint64_t h_sh[20];
+    example_hashes(all, h_all);
+    const int first[3] = {0, 7, 14}, size[3] = {7, 7, 6};
+    for (int i = 0; i < 3; i++) {
+        recipe(&r, p, "jsonl", 64, 0);
+        snprintf(buf, sizeof buf, "datasets.0.shards_idx=%d", i);
+        CHECK(rt_recipe_set(&r, "datasets.0.shards=3") == RT_OK && rt_recipe_set(&r, buf) == RT_OK, "set");
+        CHECK(load(&r, &tr, &va) == RT_OK && rt_dataset_examples(tr) == size[i], "shard %d: %lld examples", i,
+              (long long)(tr ? rt_dataset_examples(tr) : -1));
+        int nsh = example_hashes(tr, h_sh);
+        CHECK(nsh == size[i] && !memcmp(h_sh, h_all + first[i], (size_t)nsh * 8), "shard %d is examples %d..%d",
+              i, first[i], first[i] + size[i] - 1);
+        rt_dataset_free(tr), rt_dataset_free(va), rt_recipe_free(&r);
+    }
+    recipe(&r, p, "jsonl", 64, 2);
+    rt_recipe_set(&r, "datasets.0.shards=3");
+    CHECK(load(&r, &tr, &va) == RT_OK && rt_dataset_examples(tr) == 5 && rt_dataset_examples(va) == 2,
+          "val_set_size 2 of shard 0");
+    rt_dataset_free(tr), rt_dataset_free(va), rt_recipe_free(&r);
     rt_dataset_free(all), rt_dataset_free(none);
 }
 

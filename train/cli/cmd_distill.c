@@ -18,11 +18,22 @@ static const char *kd_names[] = {"forward_kl", "reverse_kl", "jsd"};
 static void print_setup(const rt_distill *s) {
     const rt_recipe *r = s->recipe;
     int64_t np_s = rt_llama_n_params(s->student), np_t = rt_llama_n_params(s->teacher);
+    char from[1100] = "new";
+    if (s->student_path) snprintf(from, sizeof from, "%s", s->student_path);
+    if (r->student_init == RT_RECIPE_STUDENT_TEACHER_LAYERS) {
+        snprintf(from, sizeof from, "from teacher layers [");
+        for (int i = 0; i < r->student_layers.count && strlen(from) < sizeof from - 16; i++)
+            snprintf(from + strlen(from), sizeof from - strlen(from), "%s%d", i ? ", " : "",
+                     r->student_layers.items[i]);
+        strcat(from, "]");
+    }
+    const rt_llama_config *c = &s->student->cfg;
     printf("distill: teacher %s (%lld parameters%s), student %s (%lld parameters, %.1f%% of the "
-           "teacher; %lld trainable)\n",
-           r->teacher_model, (long long)np_t, r->teacher_load_in_4bit ? ", NF4" : "",
-           s->student_path ? s->student_path : "new", (long long)np_s, 100.0 * (double)np_s / (double)np_t,
-           (long long)s->student->params.numel_used);
+           "teacher; %lld trainable; hidden %d, MLP %d, %d layers, %d/%d heads, %s embeddings)\n",
+           r->teacher_model, (long long)np_t, r->teacher_load_in_4bit ? ", NF4" : "", from, (long long)np_s,
+           100.0 * (double)np_s / (double)np_t, (long long)s->student->params.numel_used, c->hidden_size,
+           c->intermediate_size, c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads,
+           c->tie_word_embeddings ? "tied" : "untied");
     printf("distill: loss = %.2f CE + %.2f KD (%s, T=%g, %s%s)\n", 1.0 - r->kd_ratio, r->kd_ratio,
            kd_names[r->kd_loss], r->kd_temperature, r->kd_top_k ? "top-k " : "full vocabulary",
            r->kd_top_k ? (r->teacher_logits == RT_RECIPE_TEACHER_CACHE ? "cached" : "online") : "");

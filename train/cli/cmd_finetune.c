@@ -1,7 +1,8 @@
 /* retort finetune RECIPE.yaml [key=value ...]
  *
- * LoRA / QLoRA fine-tuning from an axolotl-style recipe; writes a PEFT
- * adapter, metrics.jsonl and loss.svg into output_dir. Under mpirun every
+ * LoRA / QLoRA fine-tuning from an axolotl-style recipe (or full fine-tuning
+ * with adapter: none); writes a PEFT adapter (or the whole model as a
+ * Hugging Face directory), metrics.jsonl and loss.svg into output_dir. Under mpirun every
  * rank runs this; an error on any rank ends the whole job (rt_dist_abort). */
 #include <math.h>
 #include <stdio.h>
@@ -20,11 +21,25 @@ static rt_tensor *ce_loss(rt_ctx *ctx, void *user, rt_llama *m, const rt_batch *
     return rt_llama_loss(ctx, m, ids, pos, seg, labels, denom);
 }
 
-static rt_status save_adapter(void *user, rt_llama *m, const char *dir) {
-    const rt_recipe *r = user;
+typedef struct {
+    const rt_recipe *r;
+    const rt_tokenizer *tok;
+} save_args;
+
+/* A PEFT adapter (+ a llama.cpp LoRA GGUF with save_gguf), or the whole
+ * model as an HF directory (adapter: none; + model.gguf with save_gguf). */
+static rt_status save_model(void *user, rt_llama *m, const char *dir) {
+    const save_args *a = user;
+    const rt_recipe *r = a->r;
+    char path[4200];
+    if (rt_llama_is_full(m)) {
+        RT_TRY(rt_llama_save_hf(m, a->tok, dir));
+        if (!r->save_gguf) return RT_OK;
+        snprintf(path, sizeof path, "%s/model.gguf", dir);
+        return rt_gguf_export_model(dir, NULL, NULL, RT_GGML_F32, path);
+    }
     RT_TRY(rt_adapter_save(m, dir, r->base_model));
     if (!r->save_gguf) return RT_OK;
-    char path[4200];
     snprintf(path, sizeof path, "%s/adapter_model.gguf", dir);
     return rt_gguf_export_lora(dir, r->base_model, path);
 }
@@ -42,13 +57,15 @@ static rt_status finetune(rt_recipe *r, rt_dist *d) {
         printf("finetune: %s, %lld trainable of %lld parameters (%s, r=%d), %lld train rows, "
                "%lld held-out rows, %d rank%s\n",
                r->base_model, (long long)m->params.numel_used, (long long)rt_llama_n_params(m),
-               r->load_in_4bit ? "QLoRA, NF4 base" : "LoRA", r->lora_r,
+               rt_llama_is_full(m) ? "full fine-tuning" : r->load_in_4bit ? "QLoRA, NF4 base" : "LoRA",
+               rt_llama_is_full(m) ? 0 : r->lora_r,
                (long long)rt_dataset_rows(train), (long long)(val ? rt_dataset_rows(val) : 0),
                d->world, d->world == 1 ? "" : "s");
     rt_train_result res;
     if (s == RT_OK) {
+        save_args sa = {r, tok};
         rt_train_job job = {.recipe = r, .dist = d, .device = dev, .model = m, .train = train,
-                            .val = val, .loss = ce_loss, .save = save_adapter, .save_user = r};
+                            .val = val, .loss = ce_loss, .save = save_model, .save_user = &sa};
         s = rt_train(&job, &res);
     }
     if (s == RT_OK && d->rank == 0) {
@@ -58,7 +75,8 @@ static rt_status finetune(rt_recipe *r, rt_dist *d) {
             printf("finetune: held-out perplexity %.3f -> %.3f (%.1f%% lower)\n",
                    exp(res.first_val_loss), exp(res.last_val_loss),
                    100.0 * (1.0 - exp(res.last_val_loss) / exp(res.first_val_loss)));
-        printf("finetune: adapter written to %s\n", r->output_dir);
+        printf("finetune: %s written to %s\n", rt_llama_is_full(m) ? "model (Hugging Face directory)" : "adapter",
+               r->output_dir);
     }
     rt_dataset_free(train);
     rt_dataset_free(val);

@@ -69,6 +69,12 @@
  * string field \"text\""), a file that gives no example ("path: no examples
  * ..."), tokenizer failures prefixed with "path:" (and ":N" for jsonl).
  *
+ * SHARDS. An entry with shards > 1 keeps only its examples (after
+ * windowing) of contiguous shard shards_idx, as Hugging Face datasets'
+ * Dataset.shard(shards, shards_idx, contiguous=True): of n examples, shard
+ * i starts at (n / shards) * i + min(i, n % shards) and the first
+ * n % shards shards hold one more. The split below applies afterwards.
+ *
  * VALIDATION SPLIT. test_datasets, when given, are loaded as the validation
  * set. Otherwise val_set_size examples of `datasets` (after windowing) are
  * held out: a fraction f < 1 holds out ceil(f * n) (as Hugging Face

@@ -344,6 +344,31 @@ _Static_assert((int)RT_RECIPE_ROLE_ASSISTANT == (int)RT_ROLE_ASSISTANT && (int)R
                    RT_RECIPE_EOS_NONE == (int)RT_EOS_NONE && RT_RECIPE_EOS_LAST == (int)RT_EOS_LAST,
                "recipe role/eos values match the chat template's");
 
+static rt_status copy_example(rt_dataset *dst, const rt_dataset *src, int64_t e) {
+    const int32_t *t;
+    const uint8_t *g;
+    int64_t n;
+    rt_dataset_example(src, e, &t, &g, &n);
+    return rt_data_push_example(dst, t, g, n);
+}
+
+/* Keeps shard `idx` of `shards` contiguous pieces of examples [from, n_ex)
+ * of d, as datasets' Dataset.shard(contiguous=True): the first n % shards
+ * shards get one example more. */
+static rt_status keep_shard(rt_dataset *d, int64_t from, int shards, int idx, const char *path) {
+    int64_t n = d->n_ex - from, div = n / shards, mod = n % shards;
+    int64_t start = from + div * idx + (idx < mod ? idx : mod), len = div + (idx < mod);
+    if (len == 0)
+        return rt_errorf(RT_EINPUT, "%s: shard %d of %d is empty (%lld examples)", path, idx, shards, (long long)n);
+    rt_dataset *tmp = NULL;
+    rt_status st = rt_dataset_new(d->seq_len, d->packing, d->seed, &tmp);
+    for (int64_t e = start; st == RT_OK && e < start + len; e++) st = copy_example(tmp, d, e);
+    if (st == RT_OK) rt_data_truncate(d, from);
+    for (int64_t e = 0; st == RT_OK && e < len; e++) st = copy_example(d, tmp, e);
+    rt_dataset_free(tmp);
+    return st;
+}
+
 static rt_status load_list(rt_dataset *d, const rt_tokenizer *tok, const rt_recipe *r,
                            const rt_recipe_datasets *l) {
     for (int i = 0; i < l->count; i++) {
@@ -351,17 +376,11 @@ static rt_status load_list(rt_dataset *d, const rt_tokenizer *tok, const rt_reci
         if (ds->type == RT_RECIPE_DS_TEACHER_GENERATE) continue;
         if (ds->type < RT_RECIPE_DS_TEXT || ds->type > RT_RECIPE_DS_INPUT_OUTPUT)
             return rt_errorf(RT_EINPUT, "%s: unknown dataset type %d", ds->path, ds->type);
+        int64_t before = d->n_ex;
         RT_TRY(load_file(d, tok, r, ds));
+        if (ds->shards > 1) RT_TRY(keep_shard(d, before, ds->shards, ds->shards_idx, ds->path));
     }
     return RT_OK;
-}
-
-static rt_status copy_example(rt_dataset *dst, const rt_dataset *src, int64_t e) {
-    const int32_t *t;
-    const uint8_t *g;
-    int64_t n;
-    rt_dataset_example(src, e, &t, &g, &n);
-    return rt_data_push_example(dst, t, g, n);
 }
 
 /* Moves the held-out examples of *all into *val (see VALIDATION SPLIT). */

@@ -222,10 +222,10 @@ static rt_tensor *declare(rt_llama *m, int ndim, const int64_t *shape, const cha
     return rt_params_add(&m->params, name, ndim, shape);
 }
 
-rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, float init_std,
-                       rt_llama **out) {
+rt_status rt_llama_alloc_full(const rt_llama_config *cfg, const rt_llama_opts *opts, rt_llama **out) {
     RT_TRY(rt_llama_config_check(cfg, "student_config"));
-    if (opts->lora_r != 0) return rt_errorf(RT_EINTERNAL, "rt_llama_new: a new model has no adapters");
+    if (opts->lora_r != 0 || opts->load_in_4bit)
+        return rt_errorf(RT_EINTERNAL, "a fully trainable model has no adapters and no NF4 weights");
     rt_llama *m = calloc(1, sizeof *m);
     if (!m) return rt_errorf(RT_EINTERNAL, "out of memory");
     m->cfg = *cfg;
@@ -261,27 +261,35 @@ rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, fl
                                                    : declare(m, 2, emb, "lm_head.weight", 0);
     rt_status s = ok && m->lm_head ? rt_params_finalize(&m->params, opts->pad_multiple > 0 ? opts->pad_multiple : 64)
                                    : rt_errorf(RT_EINTERNAL, "out of memory");
-    if (s == RT_OK) {
-        float *host = malloc((size_t)m->params.numel * sizeof *host);
-        if (!host) s = rt_errorf(RT_EINTERNAL, "out of memory");
-        uint64_t seed = opts->seed;
-        for (int i = 0; host && i < m->params.count; i++) {
-            const rt_tensor *t = m->params.tensors[i];
-            float *dst = host + m->params.offsets[i];
-            bool norm = strstr(t->name, "norm.weight") != NULL, bias = strstr(t->name, ".bias") != NULL;
-            for (int64_t j = 0; j < rt_numel(t); j++)
-                dst[j] = norm ? 1.0f : bias ? 0.0f : init_std * normal(&seed);
-        }
-        if (host) {
-            for (int64_t j = m->params.numel_used; j < m->params.numel; j++) host[j] = 0.0f;
-            rt_kernels_for(opts->device)->upload(m->params.data, host, (size_t)m->params.numel * sizeof *host);
-        }
-        free(host);
-    }
     if (s != RT_OK) {
         rt_llama_free(m);
         return s;
     }
+    *out = m;
+    return RT_OK;
+}
+
+rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, float init_std,
+                       rt_llama **out) {
+    if (opts->lora_r != 0) return rt_errorf(RT_EINTERNAL, "rt_llama_new: a new model has no adapters");
+    rt_llama *m;
+    RT_TRY(rt_llama_alloc_full(cfg, opts, &m));
+    float *host = malloc((size_t)m->params.numel * sizeof *host);
+    if (!host) {
+        rt_llama_free(m);
+        return rt_errorf(RT_EINTERNAL, "out of memory");
+    }
+    uint64_t seed = opts->seed;
+    for (int i = 0; i < m->params.count; i++) {
+        const rt_tensor *t = m->params.tensors[i];
+        float *dst = host + m->params.offsets[i];
+        bool norm = strstr(t->name, "norm.weight") != NULL, bias = strstr(t->name, ".bias") != NULL;
+        for (int64_t j = 0; j < rt_numel(t); j++)
+            dst[j] = norm ? 1.0f : bias ? 0.0f : init_std * normal(&seed);
+    }
+    for (int64_t j = m->params.numel_used; j < m->params.numel; j++) host[j] = 0.0f;
+    rt_kernels_for(opts->device)->upload(m->params.data, host, (size_t)m->params.numel * sizeof *host);
+    free(host);
     *out = m;
     return RT_OK;
 }

@@ -45,7 +45,7 @@ typedef struct rt_llama {
     rt_llama_layer *layers;    /* [L] */
     rt_params params;          /* trainable parameters (LoRA A/B), flat */
     bool gradient_checkpointing;
-    bool full;                 /* every weight in params (rt_llama_new) */
+    bool full;                 /* every weight in params (rt_llama_new, rt_llama_new_from) */
 } rt_llama;
 
 /* Loads an HF directory or a llama2.c .bin (train/weights.h), converting
@@ -68,6 +68,30 @@ rt_status rt_llama_add_lora(rt_llama *m, int r, float alpha, float dropout, bool
  * opts->seed. opts' LoRA fields must be zero. */
 rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, float init_std,
                        rt_llama **out);
+
+/* The shape of rt_llama_new with every weight 0 (the caller fills
+ * m->params); opts' LoRA and 4-bit fields must be zero. */
+rt_status rt_llama_alloc_full(const rt_llama_config *cfg, const rt_llama_opts *opts, rt_llama **out);
+
+/* A fully trainable model (every weight in m->params, as rt_llama_new) with
+ * src's weights: full fine-tuning of a pretrained model, and a distillation
+ * student initialised from its teacher (student_init: teacher_layers, as
+ * DistilBERT took every other layer of BERT: Sanh et al. 2019, sec. 3).
+ * Embeddings, final norm and output head are copied as they are; layer i of
+ * the new model is src's layer layers[i] (n_layers entries, each in
+ * [0, src layers), repeats allowed; layers NULL: all of src's, in order).
+ * Projections are copied as W + scaling * B A (LoRA merged, NF4
+ * dequantized), so the new model computes what src computes on those layers.
+ * intermediate_size 0 (or src's) keeps the MLP; a smaller one keeps, in each
+ * layer, the intermediate_size SwiGLU neurons j with the largest
+ *     ||gate_proj[j,:]|| * ||up_proj[j,:]|| * ||down_proj[:,j]||
+ * (weight-magnitude pruning of hidden units, kept in their original order:
+ * a kept neuron computes exactly what it did in src, the others are gone).
+ * opts: device, seed, pad_multiple; LoRA/4-bit fields must be zero. *out
+ * owned by the caller. RT_EINPUT: a layer out of range, n_layers < 1,
+ * intermediate_size larger than src's; RT_EINTERNAL: out of memory. */
+rt_status rt_llama_new_from(const rt_llama *src, const int *layers, int n_layers, int intermediate_size,
+                            const rt_llama_opts *opts, rt_llama **out);
 
 /* True when every weight is trainable (rt_llama_new): the model is saved as
  * a full HF model rather than as an adapter. */
