@@ -67,7 +67,7 @@ static void check_rows(void) {
         float *de = calloc(vocab * dim, sizeof *de);
         k->rmsnorm(rows, dim, x, w, 1e-5f, y, rstd);
         k->rmsnorm_bwd(rows, dim, x, w, rstd, dy, NULL, dw);
-        k->embedding_bwd(rows, dim, ids, dy, de);
+        k->embedding_bwd(rows, dim, vocab, ids, dy, de);
         if (t == 1) {
             ref_dw = dw, ref_de = de;
         } else {

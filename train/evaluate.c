@@ -58,7 +58,12 @@ rt_status rt_eval_stream_dump(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, s
         rt_ctx_reset(ctx);
         rt_tensor *tid = rt_from_i32(ctx, ids, 2, shape), *tpos = rt_from_i32(ctx, pos, 2, shape);
         rt_tensor *tlab = rt_from_i32(ctx, labels, 2, shape);
-        rt_tensor *loss = rt_llama_loss(ctx, m, tid, tpos, NULL, tlab, 1.0f); /* summed nll */
+        /* Summed NLL; the fused lm_head + loss never holds B*T*V logits, so
+         * --dump-logits takes the unfused path that does. */
+        rt_tensor *logits = dump ? rt_llama_forward(ctx, m, tid, tpos, NULL) : NULL;
+        rt_tensor *loss = !dump    ? rt_llama_loss(ctx, m, tid, tpos, NULL, tlab, 1.0f)
+                          : logits ? rt_cross_entropy(ctx, logits, tlab, 1.0f)
+                                   : NULL;
         if (!loss) {
             s = ctx->status ? ctx->status : RT_EINTERNAL;
             break;

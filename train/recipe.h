@@ -118,7 +118,6 @@ typedef struct {
     rt_recipe_msg_map message_property_mappings;
     unsigned roles_to_train;   /* RT_RECIPE_ROLE_* bits [assistant] */
     int train_on_eos;          /* rt_recipe_train_on_eos [turn] */
-    char *field;   /* jsonl: the key holding the text [text] */
     /* axolotl's shards / shards_idx: keep only shard shards_idx of `shards`
      * contiguous pieces of this entry's examples (after windowing), as
      * datasets' Dataset.shard(num_shards, index, contiguous=True) */

@@ -53,14 +53,6 @@ static cJSON *obj_type(const char *type) {
     return o;
 }
 
-/* One item of a TemplateProcessing template: {"<kind>": {"id", "type_id"}}. */
-static void template_piece(cJSON *arr, const char *kind, const char *id, int type_id) {
-    cJSON *o = cJSON_CreateObject(), *in = cJSON_AddObjectToObject(o, kind);
-    cJSON_AddStringToObject(in, "id", id);
-    cJSON_AddNumberToObject(in, "type_id", type_id);
-    cJSON_AddItemToArray(arr, o);
-}
-
 static cJSON *replace_obj(const char *from, const char *to) {
     cJSON *o = obj_type("Replace"), *pat = cJSON_AddObjectToObject(o, "pattern");
     cJSON_AddStringToObject(pat, "String", from);
