@@ -27,7 +27,7 @@ rt_status rt_llama_add_lora(rt_llama *m, int r, float alpha, float dropout, bool
                 widest = W->shape[0] > widest ? W->shape[0] : widest;
                 widest = W->shape[1] > widest ? W->shape[1] : widest;
             }
-    if (r > widest)
+    if (widest > 0 && r > widest)
         return rt_errorf(RT_EINPUT, "lora_r %d is larger than every targeted layer (the widest side is %lld)",
                          r, (long long)widest);
     rt_params_free(&m->params);
