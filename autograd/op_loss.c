@@ -111,6 +111,94 @@ rt_tensor *rt_cross_entropy(rt_ctx *ctx, rt_tensor *logits, rt_tensor *labels, f
     return loss;
 }
 
+/* ---- lm_head + cross-entropy, chunked (autograd/ops.h) ----
+ * Memory: instead of logits, their softmax and their gradient ([N, V] each,
+ * 400 MiB apiece at the SmolLM2-135M shape, B 4 x T 512), two buffers of
+ * LCE_CHUNK_FLOATS floats. Compute: the same three GEMMs as the unfused pair
+ * (logits, dx and dweight), no recomputation, because the gradient is formed
+ * in the forward; backward only scales it. */
+
+/* Floats in one chunk of logits (and one of their gradient): 32 MiB. */
+#define LCE_CHUNK_FLOATS ((int64_t)8 << 20)
+
+static void linear_ce_backward(rt_ctx *ctx, rt_node *n) {
+    const float g = upstream(ctx, n);
+    for (int i = 0; i < 2; i++) {
+        rt_tensor *d = n->saved[i] ? rt_grad(ctx, n->in[i]) : NULL;
+        if (d) ctx->k->axpy(rt_numel(d), g, n->saved[i]->data, d->data);
+    }
+}
+
+rt_tensor *rt_linear_cross_entropy(rt_ctx *ctx, rt_tensor *x, rt_tensor *weight,
+                                   rt_tensor *labels, float denom) {
+    if (!x || !weight || !labels) return NULL;
+    char sx[64], sw[64];
+    if (x->dtype != RT_F32 || weight->dtype != RT_F32 || weight->ndim != 2 || x->ndim < 1 ||
+        x->shape[x->ndim - 1] != weight->shape[1] || x->device != ctx->device ||
+        weight->device != ctx->device)
+        return rt_ctx_fail(ctx, RT_EINTERNAL,
+                           "linear_cross_entropy: x %s %s and weight %s %s must be f32 [..., D] "
+                           "and [V, D] on %s",
+                           rt_shape_str(x, sx, sizeof sx), rt_dtype_name(x->dtype),
+                           rt_shape_str(weight, sw, sizeof sw), rt_dtype_name(weight->dtype),
+                           rt_device_name(ctx->device));
+    const rt_kernels *k = ctx->k;
+    if (!k->gemm || !k->cross_entropy || !k->cross_entropy_bwd || !k->zero || !k->axpy)
+        return rt_ctx_fail(ctx, RT_EINTERNAL, "linear_cross_entropy: no %s kernel", k->name);
+    const int64_t D = weight->shape[1], V = weight->shape[0], N = rt_numel(x) / D;
+    int64_t count;
+    const int32_t *hl = host_labels(ctx, "linear_cross_entropy", labels, N, V, &count);
+    if (!hl) return NULL;
+    const double d = denom > 0 ? denom : (double)count;
+    const float inv = d > 0 ? (float)(1.0 / d) : 0.0f;
+
+    const bool grad = !ctx->no_grad && (x->requires_grad || weight->requires_grad);
+    rt_tensor *nll = rt_new(ctx, RT_F32, 1, &N), *lse = rt_new(ctx, RT_F32, 1, &N);
+    rt_tensor *dx = grad && x->requires_grad ? rt_new_like(ctx, x) : NULL;
+    rt_tensor *dw = grad && weight->requires_grad ? rt_new_like(ctx, weight) : NULL;
+    if (!nll || !lse || (grad && x->requires_grad && !dx) || (grad && weight->requires_grad && !dw))
+        return NULL;
+    /* Rows per chunk: a multiple of 16 (whole GEMM micro-tiles), at least
+     * 16, and at most half the rows (rounded up), so that small inputs (the
+     * op tests) go through the chunk loop more than once too. */
+    int64_t R = LCE_CHUNK_FLOATS / V / 16 * 16, half = (N / 2 + 15) / 16 * 16;
+    if (R > half) R = half;
+    if (R < 16) R = 16;
+    if (R > N) R = N;
+    rt_arena_mark mark = rt_arena_get_mark(ctx->arena);
+    float *logits = rt_arena_alloc(ctx->arena, (size_t)(R * V) * sizeof(float));
+    float *dl = grad ? rt_arena_alloc(ctx->arena, (size_t)(R * V) * sizeof(float)) : NULL;
+    if (!logits || (grad && !dl)) {
+        rt_arena_release(ctx->arena, mark);
+        return rt_ctx_fail(ctx, RT_EINTERNAL, "%s", rt_error_message());
+    }
+    const float *xf = x->data, *wf = weight->data;
+    const int32_t *lab = labels->data;
+    for (int64_t r0 = 0; r0 < N; r0 += R) {
+        const int64_t n = r0 + R < N ? R : N - r0;
+        k->gemm(1, false, true, n, V, D, 1.0f, xf + r0 * D, 0, wf, 0, 0.0f, logits, 0);
+        k->cross_entropy(n, V, logits, lab + r0, RT_IGNORE_INDEX, (float *)nll->data + r0,
+                         (float *)lse->data + r0);
+        if (!grad) continue;
+        /* dl = inv * (softmax - onehot); ignored rows stay 0 */
+        k->zero(dl, (size_t)(n * V) * sizeof(float));
+        k->cross_entropy_bwd(n, V, logits, lab + r0, RT_IGNORE_INDEX, (const float *)lse->data + r0,
+                             inv, dl);
+        if (dx) k->gemm(1, false, false, n, D, V, 1.0f, dl, 0, wf, 0, 0.0f, (float *)dx->data + r0 * D, 0);
+        if (dw) k->gemm(1, true, false, V, D, n, 1.0f, dl, 0, xf + r0 * D, 0, r0 ? 1.0f : 0.0f, dw->data, 0);
+    }
+    rt_arena_release(ctx->arena, mark);
+    rt_tensor *loss = scalar_from_rows(ctx, nll, N, inv);
+    if (!loss) return NULL;
+    rt_node *nd = rt_record(ctx, "linear_cross_entropy", linear_ce_backward, loss, 3,
+                            (rt_tensor *[]){x, weight, labels});
+    if (nd) {
+        nd->saved[0] = dx;
+        nd->saved[1] = dw;
+    }
+    return loss;
+}
+
 /* ---- distillation KL ---- */
 
 static void kl_div_backward(rt_ctx *ctx, rt_node *n) {

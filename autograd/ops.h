@@ -39,7 +39,9 @@ extern "C" {
     X(PERMUTE, "permute") \
     X(SLICE, "slice") \
     X(CHECKPOINT, "checkpoint") \
-    X(KD_LOSS, "kd_loss")
+    X(KD_LOSS, "kd_loss") \
+    X(LINEAR_LORA, "linear_lora") \
+    X(LINEAR_CROSS_ENTROPY, "linear_cross_entropy")
 
 typedef enum {
 #define RT_OP_ENUM(id, name) RT_OP_##id,
@@ -62,6 +64,14 @@ rt_tensor *rt_matmul(rt_ctx *ctx, rt_tensor *a, rt_tensor *b, bool trans_a, bool
  * scratch for the one matmul, never kept), bias [out] or NULL
  * -> x @ weight^T + bias, [..., out]. */
 rt_tensor *rt_linear(rt_ctx *ctx, rt_tensor *x, rt_tensor *weight, rt_tensor *bias);
+
+/* A LoRA-adapted linear without bias (Hu et al. 2021; PEFT's LoraLayer):
+ * x [..., in], weight [out, in] (f32 or frozen NF4, as rt_linear), h [..., r]
+ * = lora_A(dropout(x)) computed by the caller, lora_B [out, r]
+ * -> x @ weight^T + scaling * h @ lora_B^T, [..., out], as one tensor (the
+ * low-rank term accumulates in the same GEMM output; no intermediates). */
+rt_tensor *rt_linear_lora(rt_ctx *ctx, rt_tensor *x, rt_tensor *weight, rt_tensor *h,
+                          rt_tensor *lora_B, float scaling);
 
 /* b has a's shape, or a's trailing dims (broadcast over leading rows). */
 rt_tensor *rt_add(rt_ctx *ctx, rt_tensor *a, rt_tensor *b);
@@ -99,6 +109,18 @@ rt_tensor *rt_dropout(rt_ctx *ctx, rt_tensor *x, float p);
  * its tokens). */
 #define RT_IGNORE_INDEX (-100)
 rt_tensor *rt_cross_entropy(rt_ctx *ctx, rt_tensor *logits, rt_tensor *labels, float denom);
+
+/* rt_cross_entropy(rt_linear(x, weight, NULL), labels, denom) without the
+ * [..., V] logits: x [..., D], weight [V, D] f32 (the lm_head), labels i32
+ * [...]. The rows go through in chunks of a few MiB of logits; each chunk's
+ * GEMM, log-sum-exp and, when a gradient will be needed, its gradient
+ * (softmax - onehot, in the chunk's buffer) and that gradient's products
+ * with weight (dx, saved [..., D]) and x (dweight, saved [V, D], only if
+ * weight requires grad) are done before the next, as Liger-Kernel's fused
+ * linear cross-entropy (Hsu et al. 2024) does. Backward scales the saved
+ * gradients by the upstream one. */
+rt_tensor *rt_linear_cross_entropy(rt_ctx *ctx, rt_tensor *x, rt_tensor *weight,
+                                   rt_tensor *labels, float denom);
 
 /* Knowledge distillation (Hinton et al. 2015): scalar
  * T^2 * sum_rows KL(softmax(teacher/T) || softmax(student/T)) / denom over

@@ -114,7 +114,12 @@ static void *pool_alloc(arena_pool *p, size_t bytes) {
         rt_errorf(RT_EINTERNAL, "arena: more than %d chunks (raise the chunk size)", ARENA_MAX_CHUNKS);
         return NULL;
     }
+    /* Chunks grow geometrically (each at least half of all those before),
+     * so a step of any size fits in a few dozen chunks and ARENA_MAX_CHUNKS
+     * is never the limit before memory is; a chunk's unused tail is never
+     * touched, so it costs address space, not resident memory. */
     size_t size = bytes > p->chunk_bytes ? bytes : p->chunk_bytes;
+    if (size < p->reserved / 2) size = p->reserved / 2;
     char *base = p->k->malloc(size);
     if (!base) {
         rt_errorf(RT_EINTERNAL,

@@ -1,9 +1,13 @@
 /* retort — writes a synthetic Llama with random weights as a Hugging Face
  * model directory, for benchmarks at a real model's shape without its weights.
  *
- *   make_synthetic OUT_DIR [--tokenizer TOKENIZER] [--untied] [--seed S]
+ *   make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--tokenizer TOKENIZER] [--untied] [--seed S]
  *
- * Shape: Karpathy's stories15M (llama2.c tinyllamas): hidden 288, 6 layers,
+ * --shape smollm2-135m: HuggingFaceTB/SmolLM2-135M's config.json (hidden 576,
+ * 30 layers, 9 heads, 3 KV heads, head dim 64, MLP 1536, vocab 49152, tied,
+ * rope_theta 100000; 2048 positions here), 134,515,008 parameters, ~538 MB.
+ *
+ * Default shape (15m): Karpathy's stories15M (llama2.c tinyllamas): hidden 288, 6 layers,
  * 6 heads, 6 KV heads, MLP width 768, vocab 32000, 256 positions, RMSNorm
  * eps 1e-5, rope_theta 10000. stories15M shares its classifier with the
  * token embedding, so the synthetic model is tied unless --untied is given
@@ -34,7 +38,8 @@
 #include "train/tokenizer/tokenizer.h"
 #include "train/formats/model_file.h"
 
-enum { D = 288, L = 6, H = 6, HKV = 6, F = 768, V = 32000, T = 256 };
+static int64_t D = 288, L = 6, H = 6, HKV = 6, F = 768, V = 32000, T = 256;
+static float THETA = 10000.0f;
 
 static uint64_t rng = 1;
 
@@ -64,7 +69,7 @@ static rt_status add(rt_weights *w, const char *name, int64_t rows, int64_t cols
 static rt_status build(rt_weights *w, bool tied) {
     char name[128];
     RT_TRY(add(w, "model.embed_tokens.weight", V, D, false));
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < (int)L; l++) {
         const struct { const char *n; int64_t r, c; bool norm; } t[] = {
             {"input_layernorm", D, 0, true},     {"self_attn.q_proj", H * (D / H), D, false},
             {"self_attn.k_proj", HKV * (D / H), D, false},
@@ -89,33 +94,38 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
         else if (!strcmp(argv[i], "--untied")) tied = false;
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc && !strcmp(argv[i + 1], "15m")) i++;
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc && !strcmp(argv[i + 1], "smollm2-135m")) {
+            D = 576, L = 30, H = 9, HKV = 3, F = 1536, V = 49152, T = 2048, THETA = 100000.0f;
+            i++;
+        }
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) rng = strtoull(argv[++i], NULL, 10) | 1;
         else if (argv[i][0] != '-' && !out) out = argv[i];
         else {
-            fprintf(stderr, "usage: make_synthetic OUT_DIR [--tokenizer TOK] [--untied] [--seed S]\n");
+            fprintf(stderr, "usage: make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--tokenizer TOK] [--untied] [--seed S]\n");
             return 2;
         }
     }
     if (!out) {
-        fprintf(stderr, "usage: make_synthetic OUT_DIR [--tokenizer TOK] [--untied] [--seed S]\n");
+        fprintf(stderr, "usage: make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--tokenizer TOK] [--untied] [--seed S]\n");
         return 2;
     }
     rt_llama_config cfg = {
-        .hidden_size = D, .intermediate_size = F, .num_hidden_layers = L,
-        .num_attention_heads = H, .num_key_value_heads = HKV, .vocab_size = V,
-        .max_position_embeddings = T, .bos_token_id = 1, .eos_token_id = 2,
-        .rms_norm_eps = 1e-5f, .rope_theta = 10000.0f, .tie_word_embeddings = tied,
+        .hidden_size = (int)D, .intermediate_size = (int)F, .num_hidden_layers = (int)L,
+        .num_attention_heads = (int)H, .num_key_value_heads = (int)HKV, .vocab_size = (int)V,
+        .max_position_embeddings = (int)T, .bos_token_id = 1, .eos_token_id = 2,
+        .rms_norm_eps = 1e-5f, .rope_theta = THETA, .tie_word_embeddings = tied,
         .attention_bias = false, .torch_dtype = "float32",
     };
     rt_weights *w = NULL;
     rt_tokenizer *tok = NULL;
-    rt_status s = rt_weights_new("synthetic stories15M-shape", &w);
+    rt_status s = rt_weights_new("synthetic Llama", &w);
     if (s == RT_OK) s = build(w, tied);
     if (s == RT_OK) s = rt_weights_save_hf(w, &cfg, out);
     if (s == RT_OK && tok_path) s = rt_tokenizer_load(tok_path, &tok);
     if (s == RT_OK && tok && rt_tokenizer_vocab_size(tok) > V)
-        s = rt_errorf(RT_EINPUT, "%s: %d tokens do not fit the %d-row embedding", tok_path,
-                      rt_tokenizer_vocab_size(tok), V);
+        s = rt_errorf(RT_EINPUT, "%s: %d tokens do not fit the %lld-row embedding", tok_path,
+                      rt_tokenizer_vocab_size(tok), (long long)V);
     if (s == RT_OK && tok) s = rt_tokenizer_save_hf(tok, out);
     rt_tokenizer_free(tok);
     rt_weights_close(w);

@@ -81,6 +81,21 @@ static rt_tensor *build_linear_nobias(rt_ctx *ctx, rt_tensor **in) {
 static void ref_linear_bias(const float *const *in, float *out) { ref_linear(in[0], in[1], in[2], 6, 5, 7, out); }
 static void ref_linear_nobias(const float *const *in, float *out) { ref_linear(in[0], in[1], NULL, 3, 13, 5, out); }
 
+/* LoRA linear: x [2,3,5], W [7,5], h [2,3,4] (r = 4), lora_B [7,4], scaling 1.5;
+ * reference y = x W^T + 1.5 h B^T in double. */
+static rt_tensor *build_linear_lora(rt_ctx *ctx, rt_tensor **in) {
+    return rt_linear_lora(ctx, in[0], in[1], in[2], in[3], 1.5f);
+}
+static void ref_linear_lora(const float *const *in, float *out) {
+    for (int r = 0; r < 6; r++)
+        for (int o = 0; o < 7; o++) {
+            double s = 0.0, t = 0.0;
+            for (int i = 0; i < 5; i++) s += (double)in[0][r * 5 + i] * in[1][o * 5 + i];
+            for (int i = 0; i < 4; i++) t += (double)in[2][r * 4 + i] * in[3][o * 4 + i];
+            out[r * 7 + o] = (float)(s + 1.5 * t);
+        }
+}
+
 /* NF4 weight [5, 13] (65 elements: blocks of 32, the last partial), double
  * quantized. build quantizes input 1 into a frozen NF4 tensor whose state
  * lives in the arena (copied from the malloc'd one, which is freed). */
@@ -367,6 +382,10 @@ const rt_op_case rt_op_cases_a[] = {
     {RT_OP_LINEAR, "linear x [3,13], frozen NF4 W [5,13] (block 32, double quant), bias [5]",
      .n_in = 3, .ndim = {2, 2, 1}, .shape = {{3, 13}, {5, 13}, {5}}, .diff = {true, false, true},
      .build = build_linear_nf4, .ref = ref_linear_nf4},
+
+    {RT_OP_LINEAR_LORA, "linear_lora x [2,3,5], W [7,5], h [2,3,4], lora_B [7,4], scaling 1.5",
+     .n_in = 4, .ndim = {3, 2, 3, 2}, .shape = {{2, 3, 5}, {7, 5}, {2, 3, 4}, {7, 4}},
+     .diff = {true, true, true, true}, .build = build_linear_lora, .ref = ref_linear_lora},
 
     {RT_OP_ADD, "add [3,5,7] + [3,5,7]", IN2(3, 3, {3, 5, 7}, {3, 5, 7}), .build = build_add, .ref = ref_add_same},
     {RT_OP_ADD, "add [3,5,7] + [7] (row broadcast)", IN2(3, 1, {3, 5, 7}, {7}), .build = build_add, .ref = ref_add_row},

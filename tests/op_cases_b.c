@@ -168,6 +168,46 @@ static void ref_ce_all(const float *const *in, float *out) {
     out[0] = ref_ce(in[0], ce_labels_all, 5, 11, 3.5);
 }
 
+/* ---- lm_head + cross-entropy: the reference forms the logits x W^T in
+ * double, rounds them to f32 (as the unfused pair would hold them) and takes
+ * ref_ce of them. 40 rows go through the op's chunk loop twice (32 + 8). ---- */
+
+#define LCE_N 40
+static int32_t lce_labels[LCE_N];
+
+static void lce_fill_labels(void) { /* every 5th row ignored, the rest 0..8 */
+    for (int i = 0; i < LCE_N; i++) lce_labels[i] = i % 5 == 4 ? RT_IGNORE_INDEX : (i * 7) % 9;
+}
+
+static float ref_lce(const float *x, const float *w, const int32_t *labels, int N, int D, int V,
+                     double denom) {
+    float logits[LCE_N * 9];
+    for (int i = 0; i < N; i++)
+        for (int v = 0; v < V; v++) {
+            double s = 0.0;
+            for (int d = 0; d < D; d++) s += (double)x[i * D + d] * w[v * D + d];
+            logits[i * V + v] = (float)s;
+        }
+    return ref_ce(logits, labels, N, V, denom);
+}
+
+static rt_tensor *build_lce_small(rt_ctx *ctx, rt_tensor **in) {
+    rt_tensor *labels = rt_from_i32(ctx, ce_labels, 2, (int64_t[]){2, 3});
+    return labels ? rt_linear_cross_entropy(ctx, in[0], in[1], labels, 0.0f) : NULL;
+}
+static void ref_lce_small(const float *const *in, float *out) {
+    out[0] = ref_lce(in[0], in[1], ce_labels, 6, 5, 7, 0.0);
+}
+static rt_tensor *build_lce_chunks(rt_ctx *ctx, rt_tensor **in) {
+    lce_fill_labels();
+    rt_tensor *labels = rt_from_i32(ctx, lce_labels, 1, (int64_t[]){LCE_N});
+    return labels ? rt_linear_cross_entropy(ctx, in[0], in[1], labels, 12.5f) : NULL;
+}
+static void ref_lce_chunks(const float *const *in, float *out) {
+    lce_fill_labels();
+    out[0] = ref_lce(in[0], in[1], lce_labels, LCE_N, 6, 9, 12.5);
+}
+
 /* ---- distillation KL ---- */
 
 static const int32_t kl_labels[6] = {1, RT_IGNORE_INDEX, 2, 3, RT_IGNORE_INDEX, 0};
@@ -262,6 +302,12 @@ const rt_op_case rt_op_cases_b[] = {
      .ref = ref_ce_denom},
     {RT_OP_CROSS_ENTROPY, "cross_entropy [5,11], none ignored, denom 3.5", .n_in = 1, .ndim = {2},
      .shape = {{5, 11}}, .diff = {true}, .build = build_ce_all, .ref = ref_ce_all},
+    {RT_OP_LINEAR_CROSS_ENTROPY, "linear_cross_entropy x [2,3,5], W [7,5], 2 of 6 ignored, mean",
+     .n_in = 2, .ndim = {3, 2}, .shape = {{2, 3, 5}, {7, 5}}, .diff = {true, true},
+     .build = build_lce_small, .ref = ref_lce_small, .lo = -2, .hi = 2},
+    {RT_OP_LINEAR_CROSS_ENTROPY, "linear_cross_entropy x [40,6], W [9,6], 2 chunks, denom 12.5",
+     .n_in = 2, .ndim = {2, 2}, .shape = {{40, 6}, {9, 6}}, .diff = {true, true},
+     .build = build_lce_chunks, .ref = ref_lce_chunks, .lo = -2, .hi = 2},
     {RT_OP_KL_DIV, "kl_div [2,3,7] T=1, 2 of 6 rows masked", .n_in = 2, .ndim = {3, 3},
      .shape = {{2, 3, 7}, {2, 3, 7}}, .diff = {true, false}, .build = build_kl_t1,
      .ref = ref_kl_t1, .lo = -2, .hi = 2},

@@ -35,8 +35,7 @@ rt_status rt_eval_stream(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t
         rt_ctx_reset(ctx);
         rt_tensor *tid = rt_from_i32(ctx, ids, 2, shape), *tpos = rt_from_i32(ctx, pos, 2, shape);
         rt_tensor *tlab = rt_from_i32(ctx, labels, 2, shape);
-        rt_tensor *logits = rt_llama_forward(ctx, m, tid, tpos, NULL);
-        rt_tensor *loss = rt_cross_entropy(ctx, logits, tlab, 1.0f); /* summed nll */
+        rt_tensor *loss = rt_llama_loss(ctx, m, tid, tpos, NULL, tlab, 1.0f); /* summed nll */
         if (!loss) {
             s = ctx->status ? ctx->status : RT_EINTERNAL;
             break;

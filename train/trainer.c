@@ -50,8 +50,8 @@ rt_status rt_train_eval(const rt_train_job *job, rt_ctx *ctx, const rt_dataset *
         s = rt_data_val_batch(ds, row, &b);
         if (s != RT_OK) break;
         batch_tensors t = upload_batch(ctx, &b);
-        rt_tensor *logits = rt_llama_forward(ctx, job->model, t.ids, t.pos, r->sample_packing ? t.seg : NULL);
-        rt_tensor *l = rt_cross_entropy(ctx, logits, t.labels, 1.0f);
+        rt_tensor *l = rt_llama_loss(ctx, job->model, t.ids, t.pos, r->sample_packing ? t.seg : NULL,
+                                     t.labels, 1.0f);
         if (!l) {
             s = ctx->status ? ctx->status : RT_EINTERNAL;
             break;
@@ -276,6 +276,10 @@ rt_status rt_train(const rt_train_job *job, rt_train_result *res) {
         ctx->seed = (uint64_t)r->seed * 0x9e3779b97f4a7c15ull + (uint64_t)job->dist->rank;
         s = run(job, ctx, &o, &mx, res);
         rt_zero1_free(&o.z);
+        if (job->dist->rank == 0 && s == RT_OK)
+            fprintf(stderr, "finetune: activation arena peak %.0f MiB (%.0f MiB reserved)\n",
+                    (double)rt_arena_peak(ctx->arena) / 1048576.0,
+                    (double)rt_arena_reserved(ctx->arena) / 1048576.0);
     }
     if (s == RT_OK && job->dist->rank == 0) s = job->save(job->save_user, job->model, r->output_dir);
     if (s == RT_OK && job->dist->rank == 0) s = rt_metrics_svg(&mx, r->output_dir);

@@ -16,7 +16,7 @@
 static rt_tensor *ce_loss(rt_ctx *ctx, void *user, rt_llama *m, const rt_batch *b, rt_tensor *ids,
                           rt_tensor *pos, rt_tensor *seg, rt_tensor *labels, float denom) {
     (void)user, (void)b;
-    return rt_cross_entropy(ctx, rt_llama_forward(ctx, m, ids, pos, seg), labels, denom);
+    return rt_llama_loss(ctx, m, ids, pos, seg, labels, denom);
 }
 
 static rt_status save_adapter(void *user, rt_llama *m, const char *dir) {

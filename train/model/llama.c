@@ -349,8 +349,9 @@ static rt_tensor *block(rt_ctx *ctx, void *user, rt_tensor *x) {
     return rt_add(ctx, x, rt_lora_forward(ctx, &L->proj[RT_PROJ_DOWN], rt_swiglu(ctx, g, u)));
 }
 
-static rt_tensor *forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
-                          rt_tensor *seg, rt_kv_cache *cache) {
+/* The final RMSNorm's output [B, T, D]: the lm_head's input. */
+static rt_tensor *hidden(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
+                         rt_tensor *seg, rt_kv_cache *cache) {
     rt_tensor *x = rt_embedding(ctx, m->embed_tokens, ids);
     for (int li = 0; li < m->cfg.num_hidden_layers && x; li++) {
         block_args a = {m, li, pos, seg, cache};
@@ -364,8 +365,18 @@ static rt_tensor *forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *p
             x = block(ctx, &a, x);
         }
     }
-    x = rt_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps);
-    return rt_linear(ctx, x, m->lm_head, NULL);
+    return rt_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps);
+}
+
+static rt_tensor *forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
+                          rt_tensor *seg, rt_kv_cache *cache) {
+    return rt_linear(ctx, hidden(ctx, m, ids, pos, seg, cache), m->lm_head, NULL);
+}
+
+rt_tensor *rt_llama_loss(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
+                         rt_tensor *seg, rt_tensor *labels, float denom) {
+    return rt_linear_cross_entropy(ctx, hidden(ctx, m, ids, pos, seg, NULL), m->lm_head, labels,
+                                   denom);
 }
 
 rt_tensor *rt_llama_forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,

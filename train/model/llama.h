@@ -78,6 +78,11 @@ bool rt_llama_is_full(const rt_llama *m);
 rt_tensor *rt_llama_forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
                             rt_tensor *seg);
 
+/* rt_cross_entropy(rt_llama_forward(...), labels, denom) through
+ * rt_linear_cross_entropy: the same loss without the [B, T, V] logits. */
+rt_tensor *rt_llama_loss(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
+                         rt_tensor *seg, rt_tensor *labels, float denom);
+
 /* ---- generation with a KV cache (no-grad, batch 1) ---- */
 typedef struct rt_kv_cache {
     int n_layers;

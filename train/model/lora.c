@@ -7,12 +7,10 @@
 #include "kernels/nf4.h"
 
 rt_tensor *rt_lora_forward(rt_ctx *ctx, const rt_lora_linear *l, rt_tensor *x) {
-    rt_tensor *y = rt_linear(ctx, x, l->weight, l->bias);
-    if (!l->lora_A) return y;
-    rt_tensor *h = rt_dropout(ctx, x, l->dropout);
-    h = rt_linear(ctx, h, l->lora_A, NULL);
-    h = rt_linear(ctx, h, l->lora_B, NULL);
-    return rt_add(ctx, y, rt_scale(ctx, h, l->scaling));
+    if (!l->lora_A) return rt_linear(ctx, x, l->weight, l->bias);
+    rt_tensor *h = rt_linear(ctx, rt_dropout(ctx, x, l->dropout), l->lora_A, NULL);
+    rt_tensor *y = rt_linear_lora(ctx, x, l->weight, h, l->lora_B, l->scaling);
+    return l->bias ? rt_add(ctx, y, l->bias) : y;
 }
 
 float rt_lora_scaling(float lora_alpha, int r, bool use_rslora) {
