@@ -1,9 +1,10 @@
 /* retort — writes a synthetic Llama with random weights as a Hugging Face
  * model directory, for benchmarks at a real model's shape without its weights.
  *
- *   make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--tokenizer TOKENIZER] [--untied] [--seed S]
+ *   make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--max-pos N] [--tokenizer TOKENIZER] [--untied] [--seed S]
  *
- * --shape smollm2-135m: HuggingFaceTB/SmolLM2-135M's config.json (hidden 576,
+ * --max-pos N overrides max_position_embeddings (only checked against the
+ * training sequence length). --shape smollm2-135m: HuggingFaceTB/SmolLM2-135M's config.json (hidden 576,
  * 30 layers, 9 heads, 3 KV heads, head dim 64, MLP 1536, vocab 49152, tied,
  * rope_theta 100000; 2048 positions here), 134,515,008 parameters, ~538 MB.
  *
@@ -99,15 +100,16 @@ int main(int argc, char **argv) {
             D = 576, L = 30, H = 9, HKV = 3, F = 1536, V = 49152, T = 2048, THETA = 100000.0f;
             i++;
         }
+        else if (!strcmp(argv[i], "--max-pos") && i + 1 < argc) T = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) rng = strtoull(argv[++i], NULL, 10) | 1;
         else if (argv[i][0] != '-' && !out) out = argv[i];
         else {
-            fprintf(stderr, "usage: make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--tokenizer TOK] [--untied] [--seed S]\n");
+            fprintf(stderr, "usage: make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--max-pos N] [--tokenizer TOK] [--untied] [--seed S]\n");
             return 2;
         }
     }
     if (!out) {
-        fprintf(stderr, "usage: make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--tokenizer TOK] [--untied] [--seed S]\n");
+        fprintf(stderr, "usage: make_synthetic OUT_DIR [--shape 15m|smollm2-135m] [--max-pos N] [--tokenizer TOK] [--untied] [--seed S]\n");
         return 2;
     }
     rt_llama_config cfg = {
