@@ -12,7 +12,8 @@
  * OMP_NUM_THREADS picks the thread count (default: all cores).
  *
  * Shapes: stories260K training (B=8, T=256, D=64, H=8, Hkv=4, F=172, V=512) and
- * stories15M (B=4, T=256, D=288, H=6, Hkv=6, F=768, V=32000). Each row prints
+ * stories15M (B=4, T=256, D=288, H=6, Hkv=6, F=768, V=32000), and SmolLM2-135M
+ * (B=4, T=512, D=576, H=9, Hkv=3, F=1536, V=49152). Each row prints
  * the best and mean milliseconds per call over repeated calls (about 0.3 s of
  * calls after one warm-up) and a rate: GFLOP/s for GEMM and attention (causal
  * attention counts only the visible half of the score matrix: forward
@@ -590,5 +591,7 @@ int main(int argc, char **argv) {
     shape s15m = {"stories15M", 4, 256, 288, 6, 6, 768, 32000};
     bench_shape(s260k, filter);
     bench_shape(s15m, filter);
+    shape smol = {"SmolLM2-135M", 4, 512, 576, 9, 3, 1536, 49152};
+    bench_shape(smol, filter);
     return 0;
 }

@@ -127,6 +127,37 @@ static void ref_attention_decode(const float *const *in, float *out) {
     ref_attention(in[0], in[1], in[2], NULL, 2, 3, 7, 4, 2, 8, out);
 }
 
+/* Wide heads (the blocked-GEMM path) with GQA and a segment boundary at 45,
+ * inside the first 64-key block, so masked and visible keys share tiles. */
+static int32_t seg_t70[70];
+static void fill_seg_t70(void) {
+    for (int i = 0; i < 70; i++) seg_t70[i] = i < 45 ? 5 : 8;
+}
+static rt_tensor *build_attention_seg_t70(rt_ctx *ctx, rt_tensor **in) {
+    fill_seg_t70();
+    rt_tensor *seg = rt_from_i32(ctx, seg_t70, 2, (int64_t[]){1, 70});
+    return seg ? rt_attention(ctx, in[0], in[1], in[2], seg) : NULL;
+}
+static void ref_attention_seg_t70(const float *const *in, float *out) {
+    fill_seg_t70();
+    ref_attention(in[0], in[1], in[2], seg_t70, 1, 70, 70, 4, 2, 20, out);
+}
+
+/* Decoding with wide heads: the last 3 of 70 positions. */
+static rt_tensor *build_attention_decode_wide(rt_ctx *ctx, rt_tensor **in) {
+    rt_tensor *out = rt_new_like(ctx, in[0]);
+    rt_tensor *lse = rt_new(ctx, RT_F32, 3, (int64_t[]){1, 2, 3});
+    if (!out || !lse) return NULL;
+    if (!ctx->k->attention)
+        return rt_ctx_fail(ctx, RT_EINTERNAL, "attention: no %s kernel", ctx->k->name);
+    ctx->k->attention(1, 3, 70, 2, 1, 20, in[0]->data, in[1]->data, in[2]->data, NULL, out->data,
+                      lse->data);
+    return out;
+}
+static void ref_attention_decode_wide(const float *const *in, float *out) {
+    ref_attention(in[0], in[1], in[2], NULL, 1, 3, 70, 2, 1, 20, out);
+}
+
 /* ---- cross-entropy ---- */
 
 static const int32_t ce_labels[6] = {3, RT_IGNORE_INDEX, 0, 6, RT_IGNORE_INDEX, 2};
@@ -291,6 +322,11 @@ const rt_op_case rt_op_cases_b[] = {
      .build = build_attention_seg_b1t13, .ref = ref_attention_seg_b1t13},
     {RT_OP_ATTENTION, "attention GQA B1 T70 H2 Hkv1 Dh20 (several key blocks, wide heads)",
      QKV(1, 70, 2, 1, 20), .build = build_attention, .ref = ref_attention_t70},
+    {RT_OP_ATTENTION, "attention GQA B1 T70 H4 Hkv2 Dh20, 45+25 packed segments (wide)",
+     QKV(1, 70, 4, 2, 20), .build = build_attention_seg_t70, .ref = ref_attention_seg_t70},
+    {RT_OP_ATTENTION, "attention kernel, decode Tq3 of Tk70, H2 Hkv1 Dh20 (forward only)",
+     .n_in = 3, .ndim = {4, 4, 4}, .shape = {{1, 3, 2, 20}, {1, 70, 1, 20}, {1, 70, 1, 20}},
+     .build = build_attention_decode_wide, .ref = ref_attention_decode_wide},
     {RT_OP_ATTENTION, "attention kernel, decode Tq3 of Tk7, H4 Hkv2 Dh8 (forward only)",
      .n_in = 3, .ndim = {4, 4, 4}, .shape = {{2, 3, 4, 8}, {2, 7, 2, 8}, {2, 7, 2, 8}},
      .build = build_attention_decode, .ref = ref_attention_decode},

@@ -50,6 +50,11 @@
  * already fills SIMD vectors). The backward's four [Dh][ATT_KB] tiles are
  * 16 KB of stack. */
 #define ATT_DPACK 16
+/* Wide heads: query rows and keys per GEMM tile (S is ATT_GB x ATT_GB). */
+#define ATT_GB 64
+/* Widest head whose backward keeps ATT_GB keys per block: the dK and dV
+ * tiles are ATT_GB x ATT_DTILE floats each (64 KB) on the stack. */
+#define ATT_DTILE 256
 /* Query rows that share one packed key tile in the forward. */
 #define ATT_QB 16
 /* Below this many multiply-adds (B*Tq*Tk*H*Dh) one thread does it all. */
@@ -186,32 +191,60 @@ static RT_CPU_CLONES void fwd_tiled_unit(const att_args *a, int64_t b, int64_t h
     }
 }
 
-/* Forward, wide heads: one query row (b, i, h) walks its keys block by block
- * with vectors along Dh. */
-static RT_CPU_CLONES void fwd_row(const att_args *a, int64_t row) {
-    const int64_t Tq = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
-    const int64_t b = row / (Tq * H), i = (row / H) % Tq, h = row % H;
-    const int64_t last = a->Tk - Tq + i; /* keys 0..last are causally visible */
+/* Forward, wide heads (Dh > ATT_DPACK): ATT_GB query rows (i0..) of one
+ * (batch b, head h) against blocks of ATT_GB keys, each block's scores and
+ * its product with V as GEMMs on the strided rows themselves (no packing):
+ *   S = scale Q_blk K_blk^T,  online softmax per row of S (in place: P),
+ *   O_blk = c O_blk + P V_blk  (c: each row's rescale factor).
+ * Entries of P a row may not see (causal, other segments) are 0, so the
+ * diagonal block's GEMMs run whole. */
+static RT_CPU_CLONES void fwd_gemm_unit(const att_args *a, int64_t b, int64_t h, int64_t i0) {
+    const int64_t Tq = a->Tq, H = a->H, Dh = a->Dh, off = a->Tk - Tq, kstride = a->kstride;
+    const int64_t ldq = H * Dh, nq = min64(ATT_GB, Tq - i0);
     const int64_t kv0 = (b * a->Tk * a->Hkv + h / a->group) * Dh;
-    const float *qi = a->q + row * Dh, *kb = a->k + kv0, *vb = a->v + kv0;
     const int32_t *seg_b = a->seg ? a->seg + b * a->Tk : NULL;
-    float *o = a->o + row * Dh;
-    memset(o, 0, (size_t)Dh * sizeof(float));
-    float m = -INFINITY, s[ATT_KB];
-    double l = 0.0;
-    for (int64_t j0 = 0; j0 <= last; j0 += ATT_KB) {
-        const int64_t n = min64(ATT_KB, last + 1 - j0);
-        for (int64_t j = 0; j < n; j++) s[j] = a->scale * dotf(Dh, qi, kb + (j0 + j) * kstride);
-        if (seg_b) mask_segments(n, seg_b + j0, seg_b[last], s);
-        const float c = softmax_block(n, s, &m, &l);
-        if (c < 0.0f) continue;
-        if (c != 1.0f)
-            for (int64_t d = 0; d < Dh; d++) o[d] *= c;
-        for (int64_t j = 0; j < n; j++) axpyf(Dh, s[j], vb + (j0 + j) * kstride, o);
+    const float *qb = a->q + ((b * Tq + i0) * H + h) * Dh;
+    float *ob = a->o + ((b * Tq + i0) * H + h) * Dh;
+    float S[ATT_GB * ATT_GB], m[ATT_GB];
+    double l[ATT_GB];
+    for (int64_t r = 0; r < nq; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0;
+        memset(ob + r * ldq, 0, (size_t)Dh * sizeof(float));
     }
-    const float inv = (float)(1.0 / l); /* key i is always visible, so l >= 1 */
-    for (int64_t d = 0; d < Dh; d++) o[d] *= inv;
-    a->lse_out[(b * H + h) * Tq + i] = (float)((double)m + log(l));
+    const int64_t kend = off + i0 + nq; /* the unit's rows see keys < kend */
+    for (int64_t j0 = 0; j0 < kend; j0 += ATT_GB) {
+        const int64_t n = min64(ATT_GB, kend - j0);
+        rt_cpu_gemm_tile(false, true, nq, n, Dh, a->scale, qb, ldq, a->k + kv0 + j0 * kstride,
+                         kstride, 0.0f, S, ATT_GB);
+        for (int64_t r = 0; r < nq; r++) {
+            const int64_t i = i0 + r, nv = min64(n, off + i + 1 - j0); /* causal */
+            float *s = S + r * ATT_GB, c = -1.0f;
+            if (nv > 0) {
+                if (seg_b) mask_segments(nv, seg_b + j0, seg_b[off + i], s);
+                c = softmax_block(nv, s, &m[r], &l[r]);
+            }
+            if (c < 0.0f) { /* sees none of this block */
+                memset(s, 0, (size_t)n * sizeof(float));
+                continue;
+            }
+            for (int64_t j = nv; j < n; j++) s[j] = 0.0f;
+            if (c != 1.0f) {
+                float *o = ob + r * ldq;
+#pragma omp simd
+                for (int64_t d = 0; d < Dh; d++) o[d] *= c;
+            }
+        }
+        rt_cpu_gemm_tile(false, false, nq, Dh, n, 1.0f, S, ATT_GB, a->v + kv0 + j0 * kstride,
+                         kstride, 1.0f, ob, ldq);
+    }
+    for (int64_t r = 0; r < nq; r++) { /* key i is always visible, so l >= 1 */
+        float *o = ob + r * ldq;
+        const float inv = (float)(1.0 / l[r]);
+#pragma omp simd
+        for (int64_t d = 0; d < Dh; d++) o[d] *= inv;
+        a->lse_out[(b * H + h) * Tq + i0 + r] = (float)((double)m[r] + log(l[r]));
+    }
 }
 
 /* Work is split into independent units: (b, h, block of ATT_QB rows) for
@@ -232,8 +265,10 @@ void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv,
         for (int64_t u = 0; u < B * H * nqb; u++)
             fwd_tiled_unit(&a, u / (H * nqb), (u / nqb) % H, (u % nqb) * ATT_QB);
     } else {
-#pragma omp parallel for schedule(dynamic, 8) if (par)
-        for (int64_t row = 0; row < B * Tq * H; row++) fwd_row(&a, row);
+        const int64_t nqb = (Tq + ATT_GB - 1) / ATT_GB;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+        for (int64_t u = 0; u < B * H * nqb; u++)
+            fwd_gemm_unit(&a, u / (H * nqb), (u / nqb) % H, (u % nqb) * ATT_GB);
     }
 }
 
@@ -298,35 +333,57 @@ static RT_CPU_CLONES void bwd_tiled_pair(const att_args *a, int64_t b, int64_t k
     }
 }
 
-/* Backward, wide heads, one (b, kh) pair: query rows outer, key blocks
- * inner, vectors along Dh. */
-static RT_CPU_CLONES void bwd_rows_pair(const att_args *a, int64_t b, int64_t kh) {
-    const int64_t T = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride;
-    const int64_t kv0 = (b * T * a->Hkv + kh) * Dh;
+/* Backward, wide heads, one (b, kh) pair: FlashAttention-2's loop order
+ * with every product a GEMM on tiles of up to ATT_GB x ATT_GB. Key block
+ * outer (its dK, dV accumulate in the stack tiles dkb, dvb of kb x Dh
+ * floats: kb = ATT_GB keys, fewer for heads wider than ATT_DTILE), then each
+ * query head of the group and each query block that sees the keys:
+ *   S = scale Q_i K_j^T -> P (masked: 0),  dP = dO_i V_j^T -> scale dS,
+ *   dV_j += P^T dO_i,  dK_j += dS^T Q_i,  dQ_i += dS K_j,
+ * with D_i = dO_i . O_i formed per row where it is used (Dh flops against
+ * the ~10 kb Dh of the row's GEMM work). */
+static RT_CPU_CLONES void bwd_gemm_pair(const att_args *a, int64_t b, int64_t kh) {
+    const int64_t T = a->Tq, H = a->H, Dh = a->Dh, kstride = a->kstride, ldq = H * Dh;
+    const int64_t kv0 = (b * T * a->Hkv + kh) * Dh, h0 = kh * a->group;
+    const int64_t kb = Dh <= ATT_DTILE ? ATT_GB : (ATT_GB * ATT_DTILE / Dh > 0 ? ATT_GB * ATT_DTILE / Dh : 1);
     const int32_t *seg_b = a->seg ? a->seg + b * T : NULL;
-    float p[ATT_KB], ds[ATT_KB];
-    for (int64_t h = kh * a->group; h < (kh + 1) * a->group; h++) {
-        for (int64_t i = 0; i < T; i++) {
-            const int64_t qo = ((b * T + i) * H + h) * Dh;
-            const float *qi = a->q + qo, *doi = a->dout + qo;
-            const float lse_i = a->lse[(b * H + h) * T + i], D = dotf(Dh, doi, a->out + qo);
-            for (int64_t j0 = 0; j0 <= i; j0 += ATT_KB) {
-                const int64_t n = min64(ATT_KB, i + 1 - j0);
-                for (int64_t j = 0; j < n; j++) {
-                    const int64_t kv = kv0 + (j0 + j) * kstride;
-                    p[j] = a->scale * dotf(Dh, qi, a->k + kv);
-                    ds[j] = dotf(Dh, doi, a->v + kv); /* dP */
+    float dkb[ATT_GB * ATT_DTILE], dvb[ATT_GB * ATT_DTILE], S[ATT_GB * ATT_GB], dP[ATT_GB * ATT_GB];
+    for (int64_t j0 = 0; j0 < T; j0 += kb) {
+        const int64_t n = min64(kb, T - j0);
+        const float *kj = a->k + kv0 + j0 * kstride, *vj = a->v + kv0 + j0 * kstride;
+        memset(dkb, 0, (size_t)(n * Dh) * sizeof(float));
+        memset(dvb, 0, (size_t)(n * Dh) * sizeof(float));
+        for (int64_t h = h0; h < h0 + a->group; h++) {
+            for (int64_t i0 = j0 / ATT_GB * ATT_GB; i0 < T; i0 += ATT_GB) {
+                const int64_t nq = min64(ATT_GB, T - i0), qo = ((b * T + i0) * H + h) * Dh;
+                const float *qi = a->q + qo, *doi = a->dout + qo;
+                rt_cpu_gemm_tile(false, true, nq, n, Dh, a->scale, qi, ldq, kj, kstride, 0.0f, S,
+                                 ATT_GB);
+                rt_cpu_gemm_tile(false, true, nq, n, Dh, 1.0f, doi, ldq, vj, kstride, 0.0f, dP,
+                                 ATT_GB);
+                for (int64_t r = 0; r < nq; r++) {
+                    const int64_t i = i0 + r, nv = min64(n, i + 1 - j0);
+                    float *p = S + r * ATT_GB, *ds = dP + r * ATT_GB;
+                    if (nv > 0) {
+                        if (seg_b) mask_segments(nv, seg_b + j0, seg_b[i], p);
+                        probs_and_dscores(nv, a->lse[(b * H + h) * T + i],
+                                          dotf(Dh, doi + r * ldq, a->out + qo + r * ldq), a->scale,
+                                          p, ds);
+                    }
+                    for (int64_t j = nv > 0 ? nv : 0; j < n; j++) p[j] = ds[j] = 0.0f;
                 }
-                if (seg_b) mask_segments(n, seg_b + j0, seg_b[i], p);
-                probs_and_dscores(n, lse_i, D, a->scale, p, ds);
-                for (int64_t j = 0; j < n; j++) {
-                    if (p[j] == 0.0f) continue; /* masked (or negligible): no gradient */
-                    const int64_t kv = kv0 + (j0 + j) * kstride;
-                    if (a->dv) axpyf(Dh, p[j], doi, a->dv + kv);
-                    if (a->dq) axpyf(Dh, ds[j], a->k + kv, a->dq + qo);
-                    if (a->dk) axpyf(Dh, ds[j], qi, a->dk + kv);
-                }
+                if (a->dv)
+                    rt_cpu_gemm_tile(true, false, n, Dh, nq, 1.0f, S, ATT_GB, doi, ldq, 1.0f, dvb, Dh);
+                if (a->dk)
+                    rt_cpu_gemm_tile(true, false, n, Dh, nq, 1.0f, dP, ATT_GB, qi, ldq, 1.0f, dkb, Dh);
+                if (a->dq)
+                    rt_cpu_gemm_tile(false, false, nq, Dh, n, 1.0f, dP, ATT_GB, kj, kstride, 1.0f,
+                                     a->dq + qo, ldq);
             }
+        }
+        for (int64_t j = 0; j < n; j++) {
+            if (a->dk) axpyf(Dh, 1.0f, dkb + j * Dh, a->dk + kv0 + (j0 + j) * kstride);
+            if (a->dv) axpyf(Dh, 1.0f, dvb + j * Dh, a->dv + kv0 + (j0 + j) * kstride);
         }
     }
 }
@@ -349,6 +406,6 @@ void rt_cpu_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t 
         if (Dh <= ATT_DPACK)
             bwd_tiled_pair(&a, pair / Hkv, pair % Hkv);
         else
-            bwd_rows_pair(&a, pair / Hkv, pair % Hkv);
+            bwd_gemm_pair(&a, pair / Hkv, pair % Hkv);
     }
 }

@@ -33,6 +33,12 @@ void rt_cpu_permute(int ndim, const int64_t *shape, const int *perm, const float
 void rt_cpu_gemm(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t strideA, const float *B, int64_t strideB, float beta,
                  float *C, int64_t strideC);
+/* One row-major C = alpha op(A) op(B) + beta C with explicit leading
+ * dimensions, on the calling thread only (inside an OpenMP region, the
+ * OpenMP build of OpenBLAS runs single-threaded): attention's tiles. */
+void rt_cpu_gemm_tile(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc);
 
 /* transformer.c */
 void rt_cpu_embedding(int64_t n, int64_t dim, const int32_t *ids, const float *W, float *out);

@@ -96,3 +96,10 @@ void rt_cpu_gemm(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t 
         }
     }
 }
+
+void rt_cpu_gemm_tile(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc) {
+    pthread_once(&blas_once, blas_single_thread);
+    sgemm1(ta, tb, M, N, K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+}
