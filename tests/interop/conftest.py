@@ -179,3 +179,38 @@ def pytest_terminal_summary(terminalreporter):
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def smollm2_adapter(work):
+    """(adapter dir, text file): a rank-4 LoRA trained 3 steps by `retort
+    finetune` on SmolLM2-135M loaded from its GGUF (f32, no NF4, so that the
+    base every reader sees is exactly the dequantized GGUF), and 600
+    characters of Moby-Dick to evaluate on. Skips without the GGUF."""
+    gguf = smollm2_gguf()
+    out = work / "smollm2-adapter"
+    recipe = work / "smollm2.yaml"
+    recipe.write_text("\n".join([
+        "base_model: %s" % gguf,
+        "adapter: lora",
+        "lora_r: 4",
+        "lora_alpha: 8",
+        "lora_dropout: 0.0",
+        "lora_target_modules: all-linear",
+        "datasets:",
+        "  - path: %s" % MOBY,
+        "    type: text",
+        "val_set_size: 4",
+        "sequence_len: 64",
+        "micro_batch_size: 2",
+        "max_steps: 3",
+        "learning_rate: 2.0e-3",
+        "lr_scheduler: constant",
+        "optimizer: adamw",
+        "output_dir: %s" % out,
+        "seed: 42",
+    ]) + "\n")
+    retort("finetune", recipe, cwd=work)
+    text = work / "smollm2.txt"
+    text.write_text(MOBY.read_text(encoding="utf-8")[3000:3600], encoding="utf-8")
+    return out, text
