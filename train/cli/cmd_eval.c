@@ -24,9 +24,9 @@ int rt_cmd_eval(int argc, char **argv) {
                *batch_s = NULL, *device = NULL;
     bool json = false;
     const rt_cli_opt opts[] = {
-        {"--model", &model, NULL},     {"--tokenizer", &tokenizer, NULL}, {"--data", &data, NULL},
-        {"--seq-len", &seq, NULL},     {"--adapter", &adapter, NULL},     {"--batch", &batch_s, NULL},
-        {"--device", &device, NULL},   {"--json", NULL, &json},
+        {"--model", &model, NULL, "HF model directory, model.safetensors or llama2.c .bin"},     {"--tokenizer", &tokenizer, NULL, "tokenizer.json/its directory or tokenizer.bin (needed for a .bin model)"}, {"--data", &data, NULL, "text, .jsonl or alpaca file to score"},
+        {"--seq-len", &seq, NULL, "window length in tokens"},     {"--adapter", &adapter, NULL, "PEFT adapter directory to apply"},     {"--batch", &batch_s, NULL, "windows per forward pass"},
+        {"--device", &device, NULL, "cpu, cuda or auto"},   {"--json", NULL, &json, "print one JSON object"},
     };
     int n_pos;
     rt_status s = rt_cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, &n_pos);
