@@ -158,6 +158,40 @@ int main(void) {
     char *ad = rt_slurp(p, NULL);
     CHECK(ad != NULL, "adapter written: %s", p);
     free(ad);
+    /* adapter_config.json: lora_dropout as written in the recipe, an absolute
+     * base_model_name_or_path, peft_version and revision. */
+    snprintf(p, sizeof p, "%s/adapter_config.json", out1);
+    CHECK(has(p, "\"lora_dropout\":\t0.05,") && has(p, "\"base_model_name_or_path\":\t\"/") &&
+              has(p, "\"peft_version\":") && has(p, "\"revision\":\tnull"),
+          "adapter_config.json fields");
+    /* A PEFT feature retort lacks is an error naming it when the adapter loads. */
+    static const char *const feats[][2] = {{"\"use_dora\":\tfalse", "\"use_dora\": true"},
+                                           {"\"rank_pattern\":\t{\n\t}", "\"rank_pattern\": {\"q_proj\": 4}"},
+                                           {"\"modules_to_save\":\tnull", "\"modules_to_save\": [\"lm_head\"]"},
+                                           {"\"bias\":\t\"none\"", "\"bias\": \"all\""},
+                                           {"\"fan_in_fan_out\":\tfalse", "\"fan_in_fan_out\": true"},
+                                           {"\"layers_to_transform\":\tnull", "\"layers_to_transform\": [0]"}};
+    static const char *const named[] = {"DoRA", "rank_pattern", "modules_to_save", "bias", "fan_in_fan_out",
+                                        "layers_to_transform"};
+    char *cfgtext = rt_slurp(p, NULL);
+    for (int k = 0; cfgtext && k < 6; k++) {
+        char *at = strstr(cfgtext, feats[k][0]);
+        CHECK(at != NULL, "adapter_config.json has %s", feats[k][0]);
+        if (!at) continue;
+        char edited[8192];
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - cfgtext), cfgtext, feats[k][1],
+                 at + strlen(feats[k][0]));
+        char cp[2048];
+        snprintf(cp, sizeof cp, "mkdir -p %s/bad && cp %s/adapter_model.safetensors %s/bad/", out1, out1, out1);
+        CHECK(system(cp) == 0, "copy adapter");
+        snprintf(cp, sizeof cp, "%s/bad/adapter_config.json", out1);
+        rt_spit(cp, edited, strlen(edited));
+        rc = rt_run(NULL, err, "merge --model %s --tokenizer %s --adapter %s/bad --out %s/merged", bin, tok, out1,
+                    out1);
+        CHECK(rc == 2 && has(err, named[k]) && has(err, "adapter_config.json"), "adapter with %s: exit 2 (%d)",
+              named[k], rc);
+    }
+    free(cfgtext);
     snprintf(p, sizeof p, "%s/recipe.yaml", out1);
     CHECK(has(p, "optimizer: adamw") && has(p, "lora_target_modules:"), "effective recipe written");
 

@@ -6,13 +6,22 @@
 
 #include "train/model/llama.h"
 
-/* Cuts tokens[n] into non-overlapping windows of seq_len tokens (the last may
- * be shorter; a window of one token predicts nothing); inside each window
- * every token after the first is predicted from the earlier ones of that
- * window. Runs `batch` windows per forward in no-grad mode. Returns the
+/* Windows of seq_len tokens starting every `stride` tokens (stride 0 or
+ * >= seq_len: non-overlapping windows, the last may be shorter; a window of
+ * one token predicts nothing). Each window predicts only the tokens that no
+ * earlier window predicted, from all the earlier tokens of its window: the
+ * sliding-window perplexity of transformers' docs ("Perplexity of
+ * fixed-length models"), so a smaller stride gives every scored token more
+ * context. Runs `batch` windows per forward in no-grad mode. Returns the
  * summed negative log-likelihood (nats) and the number of predicted tokens. */
 rt_status rt_eval_stream(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t n, int seq_len,
-                         int batch, double *nll_sum, int64_t *n_predicted);
+                         int stride, int batch, double *nll_sum, int64_t *n_predicted);
+
+/* Mean-free sum over a dataset's rows (labels as training builds them, so a
+ * masked prompt is not scored): summed NLL and the number of scored tokens. */
+struct rt_dataset;
+rt_status rt_eval_dataset(rt_ctx *ctx, rt_llama *m, const struct rt_dataset *d, int batch,
+                          double *nll_sum, int64_t *n_predicted);
 
 /* rt_eval_stream that also writes the logits of every predicted position to
  * `dump` (NULL: none), for comparing retort with another implementation
@@ -24,7 +33,7 @@ rt_status rt_eval_stream(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t
  *     float32 logits[vocab];  the f32 logits predicting the next token
  * RT_EINPUT when writing fails. */
 rt_status rt_eval_stream_dump(rt_ctx *ctx, rt_llama *m, const int32_t *tokens, size_t n,
-                              int seq_len, int batch, FILE *dump, double *nll_sum,
+                              int seq_len, int stride, int batch, FILE *dump, double *nll_sum,
                               int64_t *n_predicted);
 
 #endif

@@ -2,17 +2,33 @@
 #include "train/formats/gguf_model.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "train/model/adapter.h"
 
+bool rt_cli_help_shown = false;
+
 rt_status rt_cli_parse(int argc, char **argv, const rt_cli_opt *opts, int n_opts,
                        const char **pos, int max_pos, int *n_pos) {
     *n_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { /* the options, from the parser's own table */
+            printf("usage: retort %s", argv[0]);
+            if (max_pos > 0) printf(" [ARG...]");
+            printf("\noptions:\n");
+            for (int j = 0; j < n_opts; j++) {
+                char left[64];
+                snprintf(left, sizeof left, "%s%s", opts[j].name, opts[j].flag ? "" : " VALUE");
+                printf("  %-24s %s\n", left, opts[j].help ? opts[j].help : "");
+            }
+            fflush(stdout);
+            rt_cli_help_shown = true;
+            return rt_errorf(RT_EINPUT, "%s: --help", argv[0]);
+        }
         if (a[0] == '-' && a[1] == '-') {
             int j = 0;
             while (j < n_opts && strcmp(opts[j].name, a)) j++;

@@ -13,11 +13,18 @@ typedef struct {
     const char *name;
     const char **value;
     bool *flag;
+    const char *help; /* meaning, for --help (may be NULL) */
 } rt_cli_opt;
+
+/* Set once --help has printed a command's options: rt_cmd_fail then exits 0
+ * without an error line. */
+extern bool rt_cli_help_shown;
 
 /* Parses argv[1..argc) (argv[0] is the subcommand). Positional arguments go
  * to pos[0..*n_pos) (at most max_pos). RT_EINPUT for an unknown option, a
- * missing value, or too many positionals. */
+ * missing value, or too many positionals. --help / -h prints the options
+ * (name, VALUE, help) to stdout, sets rt_cli_help_shown and returns
+ * RT_EINPUT so the command stops (rt_cmd_fail then exits 0). */
 rt_status rt_cli_parse(int argc, char **argv, const rt_cli_opt *opts, int n_opts,
                        const char **pos, int max_pos, int *n_pos);
 

@@ -13,7 +13,7 @@
 
 int rt_cmd_convert(int argc, char **argv) {
     const char *tokenizer = NULL, *out = NULL;
-    const rt_cli_opt opts[] = {{"--tokenizer", &tokenizer, NULL}, {"--out", &out, NULL}};
+    const rt_cli_opt opts[] = {{"--tokenizer", &tokenizer, NULL, "tokenizer.json/its directory or tokenizer.bin (needed for a .bin model)"}, {"--out", &out, NULL, "output directory"}};
     const char *pos[2];
     int n_pos;
     rt_status s = rt_cli_parse(argc, argv, opts, 2, pos, 2, &n_pos);

@@ -47,9 +47,12 @@ static rt_status export_tensors(const char *in, const char *out) {
 
 int rt_cmd_export(int argc, char **argv) {
     const char *out = NULL, *adapter = NULL, *model = NULL, *type_s = NULL, *tokenizer = NULL;
-    const rt_cli_opt opts[] = {{"--out", &out, NULL},         {"--adapter", &adapter, NULL},
-                               {"--model", &model, NULL},     {"--type", &type_s, NULL},
-                               {"--tokenizer", &tokenizer, NULL}};
+    const rt_cli_opt opts[] = {
+        {"--out", &out, NULL, "the .gguf (or .safetensors) to write"},
+        {"--adapter", &adapter, NULL, "PEFT adapter directory"},
+        {"--model", &model, NULL, "base model: HF directory, .gguf or llama2.c .bin"},
+        {"--type", &type_s, NULL, "tensor type of a merged model: f16, q8_0 or f32"},
+        {"--tokenizer", &tokenizer, NULL, "tokenizer for a llama2.c .bin"}};
     const char *pos[2];
     int n_pos = 0;
     rt_status s = rt_cli_parse(argc, argv, opts, 5, pos, 2, &n_pos);

@@ -20,10 +20,10 @@ static bool is_file(const char *p) {
 
 int rt_cmd_merge(int argc, char **argv) {
     const char *model = NULL, *tokenizer = NULL, *adapter = NULL, *out = NULL;
-    const rt_cli_opt opts[] = {{"--model", &model, NULL},
-                               {"--tokenizer", &tokenizer, NULL},
-                               {"--adapter", &adapter, NULL},
-                               {"--out", &out, NULL}};
+    const rt_cli_opt opts[] = {{"--model", &model, NULL, "HF model directory, model.safetensors or llama2.c .bin"},
+                               {"--tokenizer", &tokenizer, NULL, "tokenizer.json/its directory or tokenizer.bin (needed for a .bin model)"},
+                               {"--adapter", &adapter, NULL, "PEFT adapter directory to apply"},
+                               {"--out", &out, NULL, "output directory"}};
     const char *pos[1];
     int n_pos;
     rt_status s = rt_cli_parse(argc, argv, opts, 4, pos, 0, &n_pos);

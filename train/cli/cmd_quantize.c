@@ -26,11 +26,11 @@ static bool ends_with(const char *s, const char *suffix) {
 int rt_cmd_quantize(int argc, char **argv) {
     const char *model = NULL, *tokenizer = NULL, *out = NULL, *bs_s = NULL;
     bool no_dq = false;
-    const rt_cli_opt opts[] = {{"--model", &model, NULL},
-                               {"--tokenizer", &tokenizer, NULL},
-                               {"--out", &out, NULL},
-                               {"--blocksize", &bs_s, NULL},
-                               {"--no-double-quant", NULL, &no_dq}};
+    const rt_cli_opt opts[] = {{"--model", &model, NULL, "HF model directory, model.safetensors or llama2.c .bin"},
+                               {"--tokenizer", &tokenizer, NULL, "tokenizer.json/its directory or tokenizer.bin (needed for a .bin model)"},
+                               {"--out", &out, NULL, "output directory"},
+                               {"--blocksize", &bs_s, NULL, "NF4 block size (power of two)"},
+                               {"--no-double-quant", NULL, &no_dq, "keep absmax in f32 (no double quantization)"}};
     const char *pos[1];
     int n_pos;
     long blocksize = 64;

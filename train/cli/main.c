@@ -15,12 +15,12 @@ typedef struct {
 static const command commands[] = {
     {"finetune", rt_cmd_finetune, "RECIPE.yaml [key=value ...] [--device D]   QLoRA/LoRA fine-tune, writes a PEFT adapter"},
     {"distill", rt_cmd_distill, "RECIPE.yaml [key=value ...] [--device D]    distill a student from a teacher"},
-    {"eval", rt_cmd_eval, "--model M [--tokenizer T] --data FILE [--seq-len N] [--adapter DIR] [--device D] [--json] [--dump-logits FILE]"},
-    {"generate", rt_cmd_generate, "--model M [--tokenizer T] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] [--adapter DIR] [--device D]"},
+    {"eval", rt_cmd_eval, "--model M [--tokenizer T] --data FILE [--seq-len N] [--stride S] [--type T] [--adapter DIR] [--device D] [--json] [--load-in-4bit] [--dump-logits FILE]"},
+    {"generate", rt_cmd_generate, "--model M [--tokenizer T] --prompt TEXT|--prompts FILE [--chat [--system S]] [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--repetition-penalty R] [--stop STR] [--seed S] [--adapter DIR] [--device D]"},
     {"merge", rt_cmd_merge, "--model M --adapter DIR --out DIR   fold a LoRA adapter into the weights"},
     {"quantize", rt_cmd_quantize, "--model M [--tokenizer T] --out DIR   write NF4 weights (bitsandbytes layout)"},
     {"convert", rt_cmd_convert, "llama2c IN.bin --tokenizer TOK.bin --out DIR | gguf IN.gguf --out DIR   to an HF directory"},
-    {"tokenize", rt_cmd_tokenize, "--tokenizer FILE [--decode] [--no-bos]   ids of stdin text (or text of ids)"},
+    {"tokenize", rt_cmd_tokenize, "--tokenizer FILE [--decode] [--no-bos] [--chat [--text] [--labels]]   ids of stdin text (or text of ids)"},
     {"export", rt_cmd_export, "gguf-lora|gguf|gguf-tensors ...   llama.cpp GGUF adapter/model (retort export: usage)"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
@@ -31,7 +31,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: retort <command> [options]\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].usage);
-    fprintf(f, "\n  retort --help | --version\n");
+    fprintf(f, "\n  retort <command> --help   the command's options\n  retort --help | --version\n");
 }
 
 int main(int argc, char **argv) {

@@ -11,6 +11,15 @@
 
 #include "train/formats/safetensors.h"
 
+/* The shortest decimal that reads back as the same float: what a recipe's
+ * "0.05" was, not 0.05000000074505806 (the float widened to double). */
+static void float_text(float v, char *buf, size_t cap) {
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, cap, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v) return;
+    }
+}
+
 rt_status rt_lora_targets_parse(const char *const *names, int n, unsigned *out) {
     unsigned mask = 0;
     for (int i = 0; i < n; i++) {
@@ -67,10 +76,18 @@ rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_m
         if (m->opts.lora_targets & (1u << p)) cJSON_AddItemToArray(mods, cJSON_CreateString(rt_proj_name(p)));
     cJSON_AddStringToObject(c, "peft_type", "LORA");
     cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
-    cJSON_AddStringToObject(c, "base_model_name_or_path", base_model ? base_model : "");
+    /* PEFT resolves base_model_name_or_path as a local directory or a hub id:
+     * an existing path is written absolute, anything else as given. */
+    char *abs = base_model ? realpath(base_model, NULL) : NULL;
+    cJSON_AddStringToObject(c, "base_model_name_or_path", abs ? abs : base_model ? base_model : "");
+    free(abs);
+    cJSON_AddNullToObject(c, "revision");
     cJSON_AddNumberToObject(c, "r", m->opts.lora_r);
-    cJSON_AddNumberToObject(c, "lora_alpha", m->opts.lora_alpha);
-    cJSON_AddNumberToObject(c, "lora_dropout", m->opts.lora_dropout);
+    char num[32];
+    float_text(m->opts.lora_alpha, num, sizeof num);
+    cJSON_AddRawToObject(c, "lora_alpha", num);
+    float_text(m->opts.lora_dropout, num, sizeof num);
+    cJSON_AddRawToObject(c, "lora_dropout", num);
     cJSON_AddItemToObject(c, "target_modules", mods);
     cJSON_AddBoolToObject(c, "use_rslora", m->opts.use_rslora);
     cJSON_AddStringToObject(c, "bias", "none");
@@ -78,6 +95,12 @@ rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_m
     cJSON_AddBoolToObject(c, "inference_mode", true);
     cJSON_AddBoolToObject(c, "init_lora_weights", true);
     cJSON_AddNullToObject(c, "modules_to_save");
+    cJSON_AddBoolToObject(c, "use_dora", false);
+    cJSON_AddNullToObject(c, "layers_to_transform");
+    cJSON_AddObjectToObject(c, "rank_pattern");
+    cJSON_AddObjectToObject(c, "alpha_pattern");
+    /* the adapter_config.json layout of this PEFT release (peft/tuners/lora/config.py) */
+    cJSON_AddStringToObject(c, "peft_version", "0.17.0");
     char *text = cJSON_Print(c);
     cJSON_Delete(c);
     if (!text) return rt_errorf(RT_EINTERNAL, "out of memory");
@@ -85,6 +108,30 @@ rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_m
     s = rt_write_file_atomic(path, text, strlen(text));
     free(text);
     return s;
+}
+
+static bool nonempty(const cJSON *v) {
+    if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v)) return false;
+    if (cJSON_IsArray(v) || cJSON_IsObject(v)) return v->child != NULL;
+    if (cJSON_IsString(v)) return v->valuestring[0] != '\0';
+    return true;
+}
+
+/* The first PEFT LoRA feature in the config that retort lacks, or NULL. */
+static const char *unsupported_feature(const cJSON *c) {
+    const cJSON *bias = cJSON_GetObjectItem(c, "bias");
+    if (nonempty(cJSON_GetObjectItem(c, "use_dora"))) return "DoRA (use_dora)";
+    if (nonempty(cJSON_GetObjectItem(c, "rank_pattern"))) return "per-module ranks (rank_pattern)";
+    if (nonempty(cJSON_GetObjectItem(c, "alpha_pattern"))) return "per-module alphas (alpha_pattern)";
+    if (nonempty(cJSON_GetObjectItem(c, "layers_to_transform")))
+        return "LoRA on some layers only (layers_to_transform)";
+    if (nonempty(cJSON_GetObjectItem(c, "layers_pattern"))) return "layers_pattern";
+    if (nonempty(cJSON_GetObjectItem(c, "modules_to_save"))) return "fully trained modules (modules_to_save)";
+    if (cJSON_IsString(bias) && strcmp(bias->valuestring, "none") != 0) return "trained biases (bias)";
+    if (nonempty(cJSON_GetObjectItem(c, "fan_in_fan_out"))) return "transposed weights (fan_in_fan_out)";
+    if (nonempty(cJSON_GetObjectItem(c, "lora_bias"))) return "a LoRA bias (lora_bias)";
+    if (nonempty(cJSON_GetObjectItem(c, "target_parameters"))) return "target_parameters";
+    return NULL;
 }
 
 static rt_status parse_config(const char *path, int *r, float *alpha, bool *rslora, unsigned *targets) {
@@ -97,8 +144,12 @@ static rt_status parse_config(const char *path, int *r, float *alpha, bool *rslo
     const cJSON *jr = cJSON_GetObjectItem(c, "r"), *ja = cJSON_GetObjectItem(c, "lora_alpha");
     const cJSON *jt = cJSON_GetObjectItem(c, "target_modules"), *jp = cJSON_GetObjectItem(c, "peft_type");
     const cJSON *js = cJSON_GetObjectItem(c, "use_rslora");
+    const char *feature = unsupported_feature(c);
     if (jp && (!cJSON_IsString(jp) || strcmp(jp->valuestring, "LORA")))
         s = rt_errorf(RT_EINPUT, "%s: peft_type must be \"LORA\"", path);
+    else if (feature)
+        s = rt_errorf(RT_EINPUT, "%s: the adapter uses %s, which retort does not implement (loading it "
+                      "without would give a different model)", path, feature);
     else if (!cJSON_IsNumber(jr) || !(jr->valuedouble >= 1 && jr->valuedouble <= RT_LORA_MAX_R) ||
              jr->valuedouble != (double)(int)jr->valuedouble)
         s = rt_errorf(RT_EINPUT, "%s: missing or invalid \"r\" (an integer 1..%d)", path, RT_LORA_MAX_R);
