@@ -332,6 +332,21 @@ rt_status rt_dist_broadcast_f32(rt_dist *d, float *buf, int64_t n, int root) {
     return rt_dist_broadcast(d, buf, (size_t)n * sizeof(float), root);
 }
 
+rt_status rt_dist_allgather_bytes(rt_dist *d, const void *mine, void *all, size_t bytes) {
+    if (bytes > 0 && (!mine || !all)) return rt_errorf(RT_EINTERNAL, "dist: allgather_bytes: NULL buffer");
+    if (bytes > INT_MAX) return rt_errorf(RT_EINTERNAL, "dist: allgather_bytes: %zu bytes", bytes);
+    if (d->world == 1) {
+        memmove(all, mine, bytes);
+        return RT_OK;
+    }
+#ifdef RETORT_HAVE_MPI
+    RT_MPI_CHECK(MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
+    return RT_OK;
+#else
+    return rt_errorf(RT_EINTERNAL, "dist: world %d without MPI", d->world);
+#endif
+}
+
 rt_status rt_dist_all_true(rt_dist *d, bool *flag) {
     if (!flag) return rt_errorf(RT_EINTERNAL, "dist: all_true: NULL flag");
     if (d->world == 1) return RT_OK;

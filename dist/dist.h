@@ -134,6 +134,11 @@ rt_status rt_dist_broadcast(rt_dist *d, void *buf, size_t bytes, int root);
  * the GPU), e.g. to make initial parameters identical on every rank. */
 rt_status rt_dist_broadcast_f32(rt_dist *d, float *buf, int64_t n, int root);
 
+/* Host bytes: all[r*bytes .. (r+1)*bytes) <- rank r's `mine` (MPI_Allgather
+ * of MPI_BYTE), e.g. the small record ranks compare at start to agree on
+ * the job. all holds world * bytes. */
+rt_status rt_dist_allgather_bytes(rt_dist *d, const void *mine, void *all, size_t bytes);
+
 /* In place: *flag <- AND over ranks of *flag (MPI_LAND), e.g. "my loss is
  * finite", so that all ranks take the same branch (skip a step together). */
 rt_status rt_dist_all_true(rt_dist *d, bool *flag);

@@ -177,6 +177,43 @@ int main(void) {
     CHECK(msg && strstr(msg, "/nonexistent/rank1.txt") && strstr(msg, "rank 1"),
           "the failing rank's message: %s", msg ? msg : "(none)");
     free(msg);
+
+    /* Ranks started with different recipes (MPMD) stop before the first
+     * gradient collective, every rank with the first difference named:
+     * a different lora_r used to crash in glibc, a different max_steps to
+     * hang mpirun forever. */
+    const char *diffs[] = {"lora_r=4", "max_steps=13"};
+    for (int i = 0; i < 2; i++) {
+        char same[600];
+        snprintf(same, sizeof same, "%s", rt_tmp("mpmd"));
+        snprintf(cmd, sizeof cmd,
+                 "ASAN_OPTIONS=detect_leaks=0 %s -np 1 --oversubscribe %s finetune %s %s output_dir=%s : -np 1 %s "
+                 "finetune %s %s %s output_dir=%s >/dev/null 2>%s",
+                 RETORT_MPIEXEC, RETORT_BIN, RECIPE, common, same, RETORT_BIN, RECIPE, common, diffs[i], same, err);
+        t0 = time(NULL);
+        rc = system(cmd);
+        secs = difftime(time(NULL), t0);
+        msg = rt_slurp(err, NULL);
+        CHECK(rc != 0 && secs < 120 && msg && strstr(msg, "ranks 0 and 1 disagree on the effective recipe"),
+              "ranks with %s on rank 1: status %d after %.0f s: %s", diffs[i], rc, secs, msg ? msg : "(none)");
+        free(msg);
+    }
+
+    /* A rank killed with SIGKILL mid-run ends the job within seconds. */
+    snprintf(cmd, sizeof cmd,
+             "%s %s finetune %s %s max_steps=100000 output_dir=%s >/dev/null 2>&1 & mp=$!; "
+             "for i in $(seq 600); do [ -d %s ] && break; sleep 0.1; done; sleep 3; "
+             "kill -9 $(pgrep -P $mp | head -1); t0=$(date +%%s); wait $mp; rc=$?; "
+             "echo $(( $(date +%%s) - t0 )) > %s/kill.secs; exit $rc",
+             mpi, RETORT_BIN, RECIPE, common, rt_tmp("killed"), rt_tmp("killed"), rt_test_tmpdir());
+    rc = system(cmd);
+    char secs_path[600];
+    snprintf(secs_path, sizeof secs_path, "%s/kill.secs", rt_test_tmpdir());
+    char *ks = rt_slurp(secs_path, NULL);
+    double kill_secs = ks ? atof(ks) : 1e9;
+    free(ks);
+    CHECK(rc != 0 && kill_secs <= 30, "a rank killed with SIGKILL: mpirun status %d after %.0f s", rc, kill_secs);
+    printf("a rank killed with SIGKILL: mpirun ended %.0f s later\n", kill_secs);
     return rt_test_summary();
 #endif
 }

@@ -8,21 +8,32 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <zstd.h>
 
+#include "kernels/kernels.h"
+
 static const char MAGIC[8] = {'R', 'T', 'C', 'K', 'P', 'T', 0, 1};
-#define VERSION 1u
+#define VERSION 2u
 
 typedef struct {
     char magic[8];
-    uint32_t version, world, rank, zero_stage, optimizer, reserved;
+    uint32_t version, world, rank, zero_stage, optimizer, header_crc;
     int64_t step;
     uint64_t rng_counter;
     int64_t n_params, moment_begin, moment_n;
     uint64_t raw_bytes, zbytes;
+    int64_t updates;
 } header;
 
-_Static_assert(sizeof(header) == 88, "checkpoint header layout");
+_Static_assert(sizeof(header) == 96, "checkpoint header layout");
+
+/* CRC-32 (zlib) of the header with its crc field zeroed. */
+static uint32_t header_crc(const header *h) {
+    header c = *h;
+    c.header_crc = 0;
+    return (uint32_t)crc32(0L, (const Bytef *)&c, sizeof c);
+}
 
 static void state_path(const char *dir, int rank, char *out, size_t cap) {
     snprintf(out, cap, "%s/trainer_state-rank%d.bin", dir, rank);
@@ -42,7 +53,13 @@ rt_status rt_checkpoint_write_state(const char *dir, const rt_train_state *s) {
     memcpy(p, s->params, np * sizeof(float)), p += np * sizeof(float);
     memcpy(p, s->m, nm * sizeof(float)), p += nm * sizeof(float);
     if (s->v) memcpy(p, s->v, nm * sizeof(float));
-    size_t zn = ZSTD_compress(z, zcap, buf, raw, 3);
+    /* The frame carries zstd's content checksum (XXH64), which
+     * ZSTD_decompress verifies. */
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    size_t zn = cc ? ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 3) : (size_t)-1;
+    if (cc && !ZSTD_isError(zn)) zn = ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    if (cc && !ZSTD_isError(zn)) zn = ZSTD_compress2(cc, z, zcap, buf, raw);
+    ZSTD_freeCCtx(cc);
     free(buf);
     if (ZSTD_isError(zn)) {
         free(z);
@@ -52,8 +69,9 @@ rt_status rt_checkpoint_write_state(const char *dir, const rt_train_state *s) {
                 .zero_stage = (uint32_t)s->zero_stage, .optimizer = (uint32_t)s->optimizer,
                 .step = s->step, .rng_counter = s->rng_counter, .n_params = np ? s->n_params : 0,
                 .moment_begin = s->moment_begin, .moment_n = s->moment_n, .raw_bytes = raw,
-                .zbytes = zn};
+                .zbytes = zn, .updates = s->updates};
     memcpy(h.magic, MAGIC, 8);
+    h.header_crc = header_crc(&h);
     char path[4096];
     state_path(dir, s->rank, path, sizeof path);
     FILE *f = fopen(path, "wb");
@@ -77,6 +95,11 @@ rt_status rt_checkpoint_read_state(const char *dir, rt_train_state *s) {
         r = rt_errorf(RT_EINPUT, "%s: not a retort trainer state", path);
     else if (h.version != VERSION)
         r = rt_errorf(RT_EINPUT, "%s: version %u, this retort reads %u", path, h.version, VERSION);
+    else if (h.header_crc != header_crc(&h))
+        r = rt_errorf(RT_EINPUT, "%s: corrupt header (checksum mismatch)", path);
+    else if (h.step < 1 || h.step > RT_CHECKPOINT_MAX_STEP || h.updates < 0 || h.updates > h.step)
+        r = rt_errorf(RT_EINPUT, "%s: step %lld (updates %lld) out of range", path, (long long)h.step,
+                      (long long)h.updates);
     else if ((int)h.world != s->world)
         r = rt_errorf(RT_EINPUT, "%s: written by %u ranks, resuming with %d (use the same world size)",
                       path, h.world, s->world);
@@ -100,17 +123,100 @@ rt_status rt_checkpoint_read_state(const char *dir, rt_train_state *s) {
             r = rt_errorf(RT_EINPUT, "%s: corrupt payload (%s)", path,
                           ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size");
     }
+    if (r == RT_OK && !rt_kernels_cpu.all_finite((int64_t)(raw / sizeof(float)), (const float *)buf))
+        r = rt_errorf(RT_EINPUT, "%s: holds non-finite parameters or moments", path);
     if (r == RT_OK) {
         const char *p = buf;
         memcpy(s->params, p, np * sizeof(float)), p += np * sizeof(float);
         memcpy(s->m, p, nm * sizeof(float)), p += nm * sizeof(float);
         if (s->v) memcpy(s->v, p, nm * sizeof(float));
         s->step = h.step;
+        s->updates = h.updates;
         s->rng_counter = h.rng_counter;
     }
     free(z), free(buf);
     fclose(f);
     return r;
+}
+
+/* ---- the COMPLETE manifest: "crc32 size name" per file ---- */
+
+static rt_status file_crc(const char *path, uint32_t *crc, uint64_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rt_errorf(RT_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char buf[1 << 16];
+    uLong c = crc32(0L, Z_NULL, 0);
+    uint64_t n = 0;
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        c = crc32(c, buf, (uInt)got);
+        n += got;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (err) return rt_errorf(RT_EINPUT, "%s: read error", path);
+    *crc = (uint32_t)c;
+    *size = n;
+    return RT_OK;
+}
+
+rt_status rt_checkpoint_seal(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return rt_errorf(RT_EINPUT, "%s: cannot open: %s", dir, strerror(errno));
+    char marker[4200], tmp[4300], p[4400];
+    snprintf(marker, sizeof marker, "%s/COMPLETE", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", marker);
+    FILE *f = fopen(tmp, "w");
+    rt_status s = f ? RT_OK : rt_errorf(RT_EINPUT, "%s: cannot write: %s", tmp, strerror(errno));
+    struct dirent *e;
+    while (s == RT_OK && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, "COMPLETE") || !strcmp(e->d_name, "COMPLETE.tmp"))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        uint32_t crc;
+        uint64_t size;
+        s = file_crc(p, &crc, &size);
+        if (s == RT_OK) fprintf(f, "%08x %llu %s\n", crc, (unsigned long long)size, e->d_name);
+    }
+    closedir(d);
+    if (f && (fclose(f) != 0) && s == RT_OK) s = rt_errorf(RT_EINPUT, "%s: cannot write", tmp);
+    if (s == RT_OK && rename(tmp, marker) != 0)
+        s = rt_errorf(RT_EINPUT, "%s: cannot write: %s", marker, strerror(errno));
+    if (s != RT_OK) remove(tmp);
+    return s;
+}
+
+rt_status rt_checkpoint_verify(const char *dir) {
+    char marker[4200], line[1200], p[4400];
+    snprintf(marker, sizeof marker, "%s/COMPLETE", dir);
+    FILE *f = fopen(marker, "r");
+    if (!f) return rt_errorf(RT_EINPUT, "%s: missing: the checkpoint is incomplete", marker);
+    rt_status s = RT_OK;
+    int files = 0;
+    while (s == RT_OK && fgets(line, sizeof line, f)) {
+        unsigned crc_want;
+        unsigned long long size_want;
+        char name[1024];
+        if (sscanf(line, "%8x %llu %1023[^\n]", &crc_want, &size_want, name) != 3 || strchr(name, '/')) {
+            s = rt_errorf(RT_EINPUT, "%s: malformed manifest line %d", marker, files + 1);
+            break;
+        }
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        uint32_t crc;
+        uint64_t size;
+        s = file_crc(p, &crc, &size);
+        if (s == RT_OK && size != size_want)
+            s = rt_errorf(RT_EINPUT, "%s: %llu bytes, the checkpoint's manifest says %llu", p,
+                          (unsigned long long)size, size_want);
+        else if (s == RT_OK && crc != crc_want)
+            s = rt_errorf(RT_EINPUT, "%s: checksum mismatch (CRC-32 %08x, manifest %08x): corrupt", p, crc,
+                          crc_want);
+        files++;
+    }
+    fclose(f);
+    if (s == RT_OK && files == 0)
+        s = rt_errorf(RT_EINPUT, "%s: empty manifest (a checkpoint from an older retort, or corrupt)", marker);
+    return s;
 }
 
 /* step of a "checkpoint-<step>" directory name with a COMPLETE marker, else -1 */
@@ -124,22 +230,39 @@ static long complete_step(const char *output_dir, const char *name) {
     return access(marker, F_OK) == 0 ? step : -1;
 }
 
-rt_status rt_checkpoint_latest(const char *output_dir, char *out, size_t cap) {
+static int cmp_long_desc(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x < y) - (x > y);
+}
+
+int rt_checkpoint_list(const char *output_dir, long *steps, int cap) {
     DIR *d = opendir(output_dir);
-    if (!d) return rt_errorf(RT_EINPUT, "%s: no checkpoints to resume from", output_dir);
-    long best = -1;
+    if (!d) return 0;
+    int n = 0;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while ((e = readdir(d)) && n < cap) {
         long s = complete_step(output_dir, e->d_name);
-        if (s > best) best = s;
+        if (s >= 0) steps[n++] = s;
     }
     closedir(d);
-    if (best < 0) return rt_errorf(RT_EINPUT, "%s: no complete checkpoint to resume from", output_dir);
-    snprintf(out, cap, "%s/checkpoint-%ld", output_dir, best);
+    qsort(steps, (size_t)n, sizeof *steps, cmp_long_desc);
+    return n;
+}
+
+rt_status rt_checkpoint_latest(const char *output_dir, char *out, size_t cap) {
+    long steps[RT_CHECKPOINT_MAX_LIST];
+    int n = rt_checkpoint_list(output_dir, steps, RT_CHECKPOINT_MAX_LIST);
+    if (n < 1) return rt_errorf(RT_EINPUT, "%s: no complete checkpoint to resume from", output_dir);
+    snprintf(out, cap, "%s/checkpoint-%ld", output_dir, steps[0]);
     return RT_OK;
 }
 
+/* The COMPLETE marker goes first, so a kill mid-removal never leaves a
+ * checkpoint that looks whole. */
 static void remove_tree(const char *dir) {
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s/COMPLETE", dir);
+    unlink(marker);
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
@@ -157,6 +280,8 @@ static int cmp_long(const void *a, const void *b) {
     long x = *(const long *)a, y = *(const long *)b;
     return (x > y) - (x < y);
 }
+
+void rt_checkpoint_remove(const char *dir) { remove_tree(dir); }
 
 void rt_checkpoint_prune(const char *output_dir, int keep) {
     if (keep <= 0) return;

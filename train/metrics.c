@@ -37,13 +37,28 @@ static void fmt_eta(double s, char *buf, size_t cap) {
     snprintf(buf, cap, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
 }
 
+/* A JSON number, or null for NaN/Inf (which JSON cannot hold). */
+static const char *jnum(char *buf, size_t cap, const char *fmt, double v) {
+    if (!isfinite(v)) return "null";
+    snprintf(buf, cap, fmt, v);
+    return buf;
+}
+
 void rt_metrics_train(rt_metrics *m, int64_t step, int64_t total, double loss, double lr,
-                      double grad_norm, double tokens_per_s, double eta_s, bool print) {
+                      double grad_norm, double tokens_per_s, double eta_s, bool print, bool skipped,
+                      int64_t skipped_total) {
+    char a[64], b[64], c[64], d[64];
+    bool nonfinite = !isfinite(loss) || !isfinite(lr) || !isfinite(grad_norm) || !isfinite(tokens_per_s);
     fprintf(m->jsonl,
-            "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f}\n",
-            (long long)step, loss, lr, grad_norm, tokens_per_s);
+            "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s%s%s,"
+            "\"skipped_steps\":%lld}\n",
+            (long long)step, jnum(a, sizeof a, "%.6f", loss), jnum(b, sizeof b, "%.6g", lr),
+            jnum(c, sizeof c, "%.6f", grad_norm), jnum(d, sizeof d, "%.1f", tokens_per_s),
+            nonfinite ? ",\"nonfinite\":true" : "", skipped ? ",\"skipped\":true" : "",
+            (long long)skipped_total);
     fflush(m->jsonl);
-    push(&m->train_step, &m->train_loss, &m->n_train, &m->cap_train, (double)step, loss);
+    if (!isfinite(loss)) loss = NAN; /* kept out of loss.svg below */
+    if (isfinite(loss)) push(&m->train_step, &m->train_loss, &m->n_train, &m->cap_train, (double)step, loss);
     char eta[32];
     fmt_eta(eta_s, eta, sizeof eta);
     if (m->tty) {
@@ -68,10 +83,12 @@ void rt_metrics_note(rt_metrics *m, const char *fmt, ...) {
 }
 
 void rt_metrics_eval(rt_metrics *m, int64_t step, double val_loss) {
-    fprintf(m->jsonl, "{\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.6f}\n", (long long)step,
-            val_loss, exp(val_loss));
+    char a[64], b[64];
+    fprintf(m->jsonl, "{\"step\":%lld,\"val_loss\":%s,\"val_ppl\":%s%s}\n", (long long)step,
+            jnum(a, sizeof a, "%.6f", val_loss), jnum(b, sizeof b, "%.6f", exp(val_loss)),
+            isfinite(exp(val_loss)) ? "" : ",\"nonfinite\":true");
     fflush(m->jsonl);
-    push(&m->val_step, &m->val_loss, &m->n_val, &m->cap_val, (double)step, val_loss);
+    if (isfinite(val_loss)) push(&m->val_step, &m->val_loss, &m->n_val, &m->cap_val, (double)step, val_loss);
     rt_metrics_note(m, "eval step %lld: val_loss %.4f val_ppl %.3f", (long long)step, val_loss,
                     exp(val_loss));
 }

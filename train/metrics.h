@@ -19,8 +19,12 @@ typedef struct {
 
 /* Opens output_dir/metrics.jsonl (appending when resuming). */
 rt_status rt_metrics_open(rt_metrics *m, const char *output_dir, bool append);
+/* One train line. Non-finite values are written as null with
+ * "nonfinite": true (JSON has no NaN), a skipped step adds "skipped": true,
+ * and every line carries the run's skipped_steps so far. */
 void rt_metrics_train(rt_metrics *m, int64_t step, int64_t total, double loss, double lr,
-                      double grad_norm, double tokens_per_s, double eta_s, bool print);
+                      double grad_norm, double tokens_per_s, double eta_s, bool print, bool skipped,
+                      int64_t skipped_total);
 void rt_metrics_eval(rt_metrics *m, int64_t step, double val_loss);
 /* A free-form line to stdout that does not tear the progress line. */
 void rt_metrics_note(rt_metrics *m, const char *fmt, ...)

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
+#include <zlib.h>
 
 const char *const rt_recipe_module_names[RT_RECIPE_N_MODULES] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -163,6 +164,7 @@ static const key_def main_keys[] = {
     FLT01(warmup_ratio, 0),
     {"weight_decay", KT_FLOAT, R(weight_decay), .def_f = 0, .flags = KF_MIN, .min = 0},
     {"max_grad_norm", KT_FLOAT, R(max_grad_norm), .def_f = 1, .flags = KF_MIN, .min = 0},
+    INT_MIN0(max_consecutive_skipped_steps, 10),
     ENUM(optimizer, RT_RECIPE_OPT_ADAMW, opt_names),
     FLT01(adam_beta1, 0.9),
     FLT01(adam_beta2, 0.999),
@@ -1334,9 +1336,27 @@ static int emit_table(yaml_emitter_t *e, const key_def *table, const void *base)
     return emit_map_end(e);
 }
 
+static rt_status save_stream(const rt_recipe *r, FILE *f, const char *path);
+
 rt_status rt_recipe_save(const rt_recipe *r, const char *path) {
     FILE *f = fopen(path, "wb");
     if (!f) return rt_errorf(RT_EINPUT, "%s: cannot write recipe: %s", path, strerror(errno));
+    return save_stream(r, f, path);
+}
+
+rt_status rt_recipe_fingerprint(const rt_recipe *r, uint32_t *fp) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return rt_errorf(RT_EINTERNAL, "recipe: out of memory");
+    rt_status s = save_stream(r, f, "(recipe fingerprint)");
+    if (s == RT_OK) *fp = (uint32_t)crc32(0L, (const Bytef *)text, (uInt)len);
+    free(text);
+    return s;
+}
+
+/* Writes the effective recipe to f and closes it. */
+static rt_status save_stream(const rt_recipe *r, FILE *f, const char *path) {
     fputs("# Effective retort recipe (every key, defaults included).\n", f);
     yaml_emitter_t e;
     yaml_event_t ev;

@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <stdint.h>
+
 #include "kernels/error.h"
 
 #ifdef __cplusplus
@@ -181,6 +183,9 @@ typedef struct {
     double warmup_ratio;             /* fraction of total steps [0] */
     double weight_decay;             /* [0] */
     double max_grad_norm;            /* [1.0], 0 = no clipping */
+    int max_consecutive_skipped_steps; /* steps with a non-finite loss or gradient
+                                          norm are skipped; after this many in a
+                                          row the run stops [10], 0 = never */
     int optimizer;                   /* rt_recipe_optimizer [adamw] */
     double adam_beta1, adam_beta2, adam_epsilon; /* [0.9, 0.999, 1e-8] */
     double momentum;                 /* sgd [0.9] */
@@ -293,6 +298,10 @@ void rt_recipe_free(rt_recipe *r);
  * again gives an equal recipe. Errors: RT_EINPUT when the file cannot be
  * written, RT_EINTERNAL on an emitter failure. */
 rt_status rt_recipe_save(const rt_recipe *r, const char *path);
+
+/* CRC-32 of the effective recipe as rt_recipe_save writes it (every key,
+ * after overrides): equal on ranks that run the same job. */
+rt_status rt_recipe_fingerprint(const rt_recipe *r, uint32_t *fp);
 
 #ifdef __cplusplus
 }

@@ -9,12 +9,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "train/formats/fs.h"
 
 #define MAGIC "RTKCACHE"
-#define VERSION 1u
+#define VERSION 2u
 #define DTYPE_F32_SHUFFLED 1u
 #define HEADER_BYTES 128
 #define ZSTD_LEVEL 3
@@ -174,6 +175,15 @@ static void header_write(unsigned char *p, const header *h) {
     put32(p + 88, h->n_shards);
     put64(p + 96, h->raw_bytes);
     put64(p + 104, h->zbytes);
+    put32(p + 112, (uint32_t)crc32(0L, p, HEADER_BYTES)); /* over the header with this field 0 */
+}
+
+/* Whether the header's CRC-32 (bytes 112..115) matches its other bytes. */
+static bool header_crc_ok(const unsigned char *p) {
+    unsigned char c[HEADER_BYTES];
+    memcpy(c, p, HEADER_BYTES);
+    put32(c + 112, 0);
+    return get32(p + 112) == (uint32_t)crc32(0L, c, HEADER_BYTES);
 }
 
 static void header_read(const unsigned char *p, header *h) {
@@ -303,7 +313,12 @@ static rt_status write_shards(const rt_teacher_cache *c, const char *dir, rt_tea
         if (s == RT_OK) {
             shuffle4(payload, c->ids + t0 * k, n);
             shuffle4(payload + 4 * n, c->logp + t0 * k, n);
-            size_t z = ZSTD_compress(file + HEADER_BYTES, bound, payload, raw, ZSTD_LEVEL);
+            /* with zstd's content checksum, which ZSTD_decompress verifies */
+            ZSTD_CCtx *cc = ZSTD_createCCtx();
+            size_t z = cc ? ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, ZSTD_LEVEL) : (size_t)-1;
+            if (cc && !ZSTD_isError(z)) z = ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+            if (cc && !ZSTD_isError(z)) z = ZSTD_compress2(cc, file + HEADER_BYTES, bound, payload, raw);
+            ZSTD_freeCCtx(cc);
             if (ZSTD_isError(z)) {
                 s = rt_errorf(RT_EINTERNAL, "teacher cache: zstd: %s", ZSTD_getErrorName(z));
             } else {
@@ -343,11 +358,14 @@ static rt_status read_shard(rt_teacher_cache *c, const char *dir, int64_t i, cha
     }
     char *buf;
     size_t len;
-    RT_TRY(rt_read_file(path, "teacher cache shard", &buf, &len));
+    RT_TRY(rt_read_file_max(path, "teacher cache shard", RT_TEACHER_CACHE_SHARD_MAX, &buf, &len));
     rt_status s = RT_OK;
     header h;
     if (len < HEADER_BYTES || memcmp(buf, MAGIC, 8) != 0) {
         snprintf(why, cap, "shard %lld is not a retort teacher cache shard", (long long)i);
+        s = RT_EINPUT;
+    } else if (!header_crc_ok((const unsigned char *)buf)) {
+        snprintf(why, cap, "shard %lld: corrupt header (checksum mismatch)", (long long)i);
         s = RT_EINPUT;
     } else {
         header_read((const unsigned char *)buf, &h);
@@ -371,7 +389,8 @@ static rt_status read_shard(rt_teacher_cache *c, const char *dir, int64_t i, cha
         } else {
             size_t got = ZSTD_decompress(payload, raw, buf + HEADER_BYTES, len - HEADER_BYTES);
             if (ZSTD_isError(got) || got != raw) {
-                snprintf(why, cap, "shard %lld: corrupt zstd data", (long long)i);
+                snprintf(why, cap, "shard %lld: corrupt payload (%s)", (long long)i,
+                         ZSTD_isError(got) ? ZSTD_getErrorName(got) : "size");
                 s = RT_EINPUT;
             } else {
                 int64_t t0 = c->row_off[h.row_begin] * (int64_t)h.k;

@@ -10,7 +10,7 @@
  * consecutive rows (dataset order). A shard is a 128-byte little-endian
  * header followed by one zstd frame:
  *     0  char[8] "RTKCACHE"          48  u64 teacher fingerprint
- *     8  u32 version (1)             56  u64 data fingerprint
+ *     8  u32 version (2)             56  u64 data fingerprint
  *    12  u32 k                       64  u64 total rows of the dataset
  *    16  u32 dtype (1: i32 ids +     72  u64 total target tokens
  *            f32 log-probs,          80  f32 temperature
@@ -18,12 +18,18 @@
  *    20  u32 seq_len                 88  u32 number of shards
  *    24  u64 tokens in this shard    96  u64 payload bytes (uncompressed)
  *    32  u64 first row              104  u64 zstd frame bytes
- *    40  u64 rows in this shard     112  16 bytes reserved (0)
+ *    40  u64 rows in this shard     112  u32 CRC-32 (zlib) of the 128
+ *                                        header bytes with this field 0
+ *                                   116  12 bytes reserved (0)
  * The payload is ids[tokens * k] then logp[tokens * k], tokens in row order
  * and, inside a row, in position order; each array is byte-shuffled (byte j
  * of every element stored together, as Blosc's shuffle filter), which lets
  * zstd find the runs in the high bytes of ids and the sign/exponent bytes of
- * log-probs.
+ * log-probs. The zstd frame carries its content checksum (XXH64); a shard
+ * whose header CRC or frame checksum fails is reported and the cache
+ * rebuilt. A shard file is read only up to RT_TEACHER_CACHE_SHARD_MAX bytes
+ * and every size in its header must equal what the key implies before
+ * anything is allocated from it.
  *
  * KEY. A cache is used only when every header field matches this run: k,
  * temperature, teacher fingerprint (a hash of the teacher's config and of
@@ -48,6 +54,7 @@
 #include "train/model/llama.h"
 
 #define RT_TEACHER_CACHE_SHARD_ROWS 256
+#define RT_TEACHER_CACHE_SHARD_MAX ((size_t)4 << 30)
 
 typedef struct {
     uint64_t teacher;    /* rt_teacher_fingerprint */

@@ -19,6 +19,9 @@
 #include "optim/sgd.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
+#include "train/teacher_cache.h"
+
+#include <zlib.h>
 
 static double now_s(void) {
     struct timespec ts;
@@ -79,6 +82,7 @@ typedef struct {
     rt_sgd_config sgd;
     rt_zero1 z;     /* moments: the whole buffer at stage 0, this rank's shard at stage 1 */
     int zero_stage;
+    int64_t updates; /* updates applied: AdamW's t, which a skipped step does not advance */
 } optimizer;
 
 static rt_status optimizer_init(optimizer *o, const rt_train_job *job) {
@@ -122,6 +126,7 @@ static rt_train_state state_of(const optimizer *o, const rt_train_job *job, rt_c
     const rt_params *P = &job->model->params;
     return (rt_train_state){.world = job->dist->world, .rank = job->dist->rank,
                             .zero_stage = o->zero_stage, .optimizer = o->kind, .step = step,
+                            .updates = o->updates,
                             .rng_counter = ctx->rng_counter, .n_params = P->numel,
                             .moment_begin = o->z.shard_begin, .moment_n = o->z.shard_n,
                             .params = P->data, .m = o->z.m,
@@ -189,7 +194,7 @@ static rt_status save_checkpoint(const rt_train_job *job, const optimizer *o, rt
                                  int64_t step) {
     const rt_recipe *r = job->recipe;
     rt_dist *d = job->dist;
-    char final[4096], tmp[4200], marker[4300];
+    char final[4096], tmp[4200];
     snprintf(final, sizeof final, "%s/checkpoint-%lld", r->output_dir, (long long)step);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
     rt_status s = RT_OK;
@@ -201,27 +206,120 @@ static rt_status save_checkpoint(const rt_train_job *job, const optimizer *o, rt
     RT_TRY(rt_dist_barrier(d));
     if (d->rank != 0) return RT_OK;
     RT_TRY(job->save(job->save_user, job->model, tmp));
-    snprintf(marker, sizeof marker, "%s/COMPLETE", tmp);
-    FILE *f = fopen(marker, "w");
-    if (!f || fclose(f) != 0) return rt_errorf(RT_EINPUT, "%s: cannot write", marker);
+    RT_TRY(rt_checkpoint_seal(tmp));
+    /* A checkpoint of this step from an abandoned run (resumed from an
+     * older checkpoint) is replaced. */
+    struct stat sb;
+    if (stat(final, &sb) == 0) rt_checkpoint_remove(final);
     if (rename(tmp, final) != 0)
         return rt_errorf(RT_EINPUT, "%s: cannot rename to %s: %s", tmp, final, strerror(errno));
     rt_checkpoint_prune(r->output_dir, r->save_total_limit);
     return RT_OK;
 }
 
-static rt_status resume(const rt_train_job *job, optimizer *o, rt_ctx *ctx, int64_t *step) {
-    const rt_recipe *r = job->recipe;
-    char dir[4096];
-    if (!strcmp(r->resume_from_checkpoint, "latest"))
-        RT_TRY(rt_checkpoint_latest(r->output_dir, dir, sizeof dir));
-    else
-        snprintf(dir, sizeof dir, "%s", r->resume_from_checkpoint);
+/* Reads one checkpoint after verifying every file its manifest lists. */
+static rt_status resume_from(const rt_train_job *job, optimizer *o, rt_ctx *ctx, const char *dir,
+                             int64_t total, int64_t *step) {
+    RT_TRY(rt_checkpoint_verify(dir));
     rt_train_state st = state_of(o, job, ctx, 0);
     RT_TRY(read_state(dir, &st, job->model->params.device));
+    if (st.step > total)
+        return rt_errorf(RT_EINPUT, "%s: step %lld is past this run's %lld steps", dir, (long long)st.step,
+                         (long long)total);
     *step = st.step;
+    o->updates = st.updates;
     ctx->rng_counter = st.rng_counter;
     return RT_OK;
+}
+
+/* resume_from_checkpoint: a path is used or refused; "latest" takes the
+ * newest checkpoint that verifies, saying which ones it passed over. Every
+ * rank checks the same files, so all pick the same one. */
+static rt_status resume(const rt_train_job *job, optimizer *o, rt_ctx *ctx, rt_metrics *mx, int64_t total,
+                        int64_t *step) {
+    const rt_recipe *r = job->recipe;
+    bool talk = job->dist->rank == 0;
+    if (strcmp(r->resume_from_checkpoint, "latest") != 0)
+        return resume_from(job, o, ctx, r->resume_from_checkpoint, total, step);
+    long steps[RT_CHECKPOINT_MAX_LIST];
+    int n = rt_checkpoint_list(r->output_dir, steps, RT_CHECKPOINT_MAX_LIST);
+    if (n == 0) return rt_errorf(RT_EINPUT, "%s: no complete checkpoint to resume from", r->output_dir);
+    char dir[4096];
+    for (int i = 0; i < n; i++) {
+        snprintf(dir, sizeof dir, "%s/checkpoint-%ld", r->output_dir, steps[i]);
+        if (resume_from(job, o, ctx, dir, total, step) == RT_OK) {
+            if (i > 0 && talk) rt_metrics_note(mx, "resuming from %s, the newest checkpoint that verifies", dir);
+            return RT_OK;
+        }
+        if (talk) rt_metrics_note(mx, "skipping checkpoint %s: %s", dir, rt_error_message());
+    }
+    return rt_errorf(RT_EINPUT, "%s: none of its %d complete checkpoints verifies (the newest: see above)",
+                     r->output_dir, n);
+}
+
+/* ---- ranks agree or stop ----
+ * One all-gather of what must be equal on every rank before the first
+ * collective of the loop: ranks started with different recipes (an MPMD
+ * launch, nodes whose files differ) would otherwise all-reduce buffers of
+ * different sizes (a different lora_r crashed in glibc) or wait forever in
+ * a collective the others never reach (a different max_steps). */
+typedef struct {
+    uint32_t recipe;    /* rt_recipe_fingerprint: the effective recipe after overrides */
+    uint32_t model;     /* CRC-32 of the model config and the initial trainable values */
+    uint64_t data;      /* hash of every train row (rt_teacher_cache_key_for) */
+    int64_t trainable;  /* trainable parameters */
+    int64_t start;      /* the step this rank resumes at (0: fresh) */
+    int64_t total;      /* optimizer steps in the schedule */
+    int32_t world;      /* world size this rank sees */
+    int32_t pad;
+} agreement;
+
+static rt_status agreement_of(const rt_train_job *job, int64_t start, int64_t total, agreement *a) {
+    memset(a, 0, sizeof *a);
+    RT_TRY(rt_recipe_fingerprint(job->recipe, &a->recipe));
+    const rt_params *P = &job->model->params;
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)&job->model->cfg, sizeof job->model->cfg);
+    float *host = malloc((size_t)P->numel * sizeof *host);
+    if (!host) return rt_errorf(RT_EINTERNAL, "out of memory");
+    rt_kernels_for(P->device)->download(host, P->data, (size_t)P->numel * sizeof *host);
+    a->model = (uint32_t)crc32(crc, (const Bytef *)host, (uInt)((size_t)P->numel * sizeof *host));
+    free(host);
+    rt_teacher_cache_key key;
+    RT_TRY(rt_teacher_cache_key_for(job->train, 0, 1, 1.0f, &key));
+    a->data = key.data;
+    a->trainable = P->numel_used;
+    a->start = start;
+    a->total = total;
+    a->world = job->dist->world;
+    return RT_OK;
+}
+
+static rt_status ranks_agree(const rt_train_job *job, int64_t start, int64_t total) {
+    rt_dist *d = job->dist;
+    if (d->world == 1) return RT_OK;
+    agreement mine, *all = calloc((size_t)d->world, sizeof *all);
+    if (!all) return rt_errorf(RT_EINTERNAL, "out of memory");
+    rt_status s = agreement_of(job, start, total, &mine);
+    /* A rank that failed locally still takes part, with a record that
+     * cannot match, so no rank waits; its own error wins below. */
+    if (s != RT_OK) memset(&mine, 0xff, sizeof mine);
+    rt_status g = rt_dist_allgather_bytes(d, &mine, all, sizeof mine);
+    if (s == RT_OK) s = g;
+    for (int r = 1; r < d->world && s == RT_OK; r++) {
+        const agreement *x = &all[0], *y = &all[r];
+        const char *what = x->recipe != y->recipe         ? "the effective recipe (after overrides)"
+                           : x->model != y->model         ? "the model (config or initial adapter)"
+                           : x->data != y->data           ? "the training data"
+                           : x->trainable != y->trainable ? "the trainable-parameter count"
+                           : x->start != y->start         ? "the checkpoint step resumed from"
+                           : x->total != y->total         ? "the number of steps"
+                           : x->world != y->world         ? "the world size"
+                                                          : NULL;
+        if (what)
+            s = rt_errorf(RT_EINPUT, "ranks 0 and %d disagree on %s; every rank must run the same job", r, what);
+    }
+    free(all);
+    return s;
 }
 
 /* ---- the loop ---- */
@@ -308,9 +406,10 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
     int64_t warmup = rt_warmup_steps(r->warmup_steps, r->warmup_ratio, total);
     int64_t start = 0;
     if (r->resume_from_checkpoint[0]) {
-        RT_TRY(resume(job, o, ctx, &start));
+        RT_TRY(resume(job, o, ctx, mx, total, &start));
         if (d->rank == 0) rt_metrics_note(mx, "resumed from step %lld", (long long)start);
     }
+    RT_TRY(ranks_agree(job, start, total));
     grad_accum acc = {0};
     RT_TRY(accum_init(&acc, &job->model->params, r->gradient_accumulation_steps));
     /* evals_per_epoch / saves_per_epoch (axolotl): steps between them from the epoch length */
@@ -329,7 +428,8 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
     }
     s = start == 0 ? eval_and_log(job, ctx, mx, 0, res) : RT_OK;
     double t_run = now_s();
-    int64_t tokens_run = 0;
+    int64_t tokens_run = 0, skipped_total = 0;
+    int skipped_run = 0;
     for (int64_t step = start; step < total && s == RT_OK; step++) {
         double t0 = now_s();
         float denom = (float)rt_data_step_targets(job->train, &plan, step) / (float)d->world;
@@ -343,11 +443,19 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
         double loss = loss_sum / d->world;
         if ((s = rt_dist_allreduce_sum_f64(d, &loss, 1)) != RT_OK) break;
         float lr = rt_lr_at(lr_kind(r->lr_scheduler), (float)r->learning_rate, step, warmup, total);
-        float norm = 0;
-        if (isfinite(loss)) s = optimizer_step(o, job, lr, step + 1, &norm);
+        float norm = NAN;
+        if (isfinite(loss)) s = optimizer_step(o, job, lr, o->updates + 1, &norm);
         if (s == RT_OK) s = rt_ctx_check(ctx); /* a device fault in the step */
         if (s != RT_OK) break;
+        /* loss and norm are all-reduced, so every rank skips alike. */
         bool skipped = !isfinite(loss) || !isfinite(norm);
+        if (skipped) {
+            skipped_total++;
+            skipped_run++;
+        } else {
+            o->updates++;
+            skipped_run = 0;
+        }
         int64_t tokens = (int64_t)b.B * b.T * r->gradient_accumulation_steps * d->world;
         tokens_run += tokens;
         double dt = now_s() - t0, elapsed = now_s() - t_run;
@@ -359,7 +467,14 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
                 rt_metrics_note(mx, "step %lld: non-finite loss or gradient norm, step skipped",
                                 (long long)step + 1);
             bool print = r->logging_steps > 0 && ((step + 1) % r->logging_steps == 0 || step + 1 == total);
-            rt_metrics_train(mx, step + 1, total, loss, lr, norm, (double)tokens / dt, eta, print);
+            rt_metrics_train(mx, step + 1, total, loss, lr, norm, (double)tokens / dt, eta, print, skipped,
+                             skipped_total);
+        }
+        if (r->max_consecutive_skipped_steps > 0 && skipped_run >= r->max_consecutive_skipped_steps) {
+            s = rt_errorf(RT_EINPUT, "%d steps in a row had a non-finite loss or gradient norm (last: step "
+                          "%lld, learning_rate %g); stopping (max_consecutive_skipped_steps)",
+                          skipped_run, (long long)step + 1, r->learning_rate);
+            break;
         }
         /* axolotl's loss watchdog: stop when the loss stays above the threshold */
         watchdog = r->loss_watchdog_threshold > 0 && !(loss <= r->loss_watchdog_threshold) ? watchdog + 1 : 0;
@@ -380,6 +495,17 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
     rt_batch_free(&b);
     accum_free(&acc);
     return s;
+}
+
+/* The final weights are written only when finite, so a diverged run never
+ * replaces a good adapter (and exits non-zero). */
+static rt_status check_finite_weights(const rt_train_job *job) {
+    const rt_params *P = &job->model->params;
+    const rt_kernels *k = rt_kernels_for(P->device);
+    if (k && k->all_finite && !k->all_finite(P->numel, P->data))
+        return rt_errorf(RT_EINPUT, "the trained weights hold non-finite values (diverged: lower learning_rate?); "
+                         "%s was not written", job->recipe->output_dir);
+    return RT_OK;
 }
 
 rt_status rt_train(const rt_train_job *job, rt_train_result *res) {
@@ -411,6 +537,7 @@ rt_status rt_train(const rt_train_job *job, rt_train_result *res) {
                     (double)rt_arena_peak(ctx->arena) / 1048576.0,
                     (double)rt_arena_reserved(ctx->arena) / 1048576.0);
     }
+    if (s == RT_OK) s = check_finite_weights(job);
     if (s == RT_OK && job->dist->rank == 0) s = job->save(job->save_user, job->model, r->output_dir);
     if (s == RT_OK && job->dist->rank == 0) s = rt_metrics_svg(&mx, r->output_dir);
     if (job->dist->rank == 0) rt_metrics_close(&mx);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <stdio.h>
 
+#include "train/formats/fs.h"
 #include "train/cli/cli.h"
 #include "train/cli/commands.h"
 #include "train/formats/model_file.h"
@@ -24,6 +25,7 @@ int rt_cmd_convert(int argc, char **argv) {
                                  "       retort convert gguf IN.gguf --out DIR");
     if (s == RT_OK && (!tokenizer || !out))
         s = rt_errorf(RT_EINPUT, "convert: --tokenizer and --out are required");
+    if (s == RT_OK) s = rt_check_output_path(out, (const char *[]){pos[1], tokenizer}, 2);
     if (s != RT_OK) return rt_cmd_fail(s);
 
     rt_weights *w = NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "train/formats/fs.h"
 #include "train/cli/cli.h"
 #include "train/cli/commands.h"
 #include "train/formats/gguf_model.h"
@@ -33,6 +34,7 @@ int rt_cmd_merge(int argc, char **argv) {
     if (s == RT_OK && !tokenizer && is_file(model) && !rt_is_gguf(model) &&
         !(ml >= 12 && strcmp(model + ml - 12, ".safetensors") == 0))
         s = rt_errorf(RT_EINPUT, "%s: a llama2.c checkpoint needs --tokenizer FILE", model);
+    if (s == RT_OK) s = rt_check_output_path(out, (const char *[]){model, adapter, tokenizer}, 3);
     if (s != RT_OK) return rt_cmd_fail(s);
 
     rt_tokenizer *tok = NULL;

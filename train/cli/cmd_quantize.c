@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "train/formats/fs.h"
 #include "train/cli/cli.h"
 #include "train/cli/commands.h"
 #include "train/formats/gguf_model.h"
@@ -45,6 +46,7 @@ int rt_cmd_quantize(int argc, char **argv) {
     if (s == RT_OK && !tokenizer && rt_is_gguf(model)) tokenizer = model; /* tokenizer.ggml.* */
     if (s == RT_OK && !tokenizer && is_file(model) && !ends_with(model, ".safetensors"))
         s = rt_errorf(RT_EINPUT, "%s: a llama2.c checkpoint needs --tokenizer FILE", model);
+    if (s == RT_OK) s = rt_check_output_path(out, (const char *[]){model, tokenizer}, 2);
     if (s != RT_OK) return rt_cmd_fail(s);
 
     rt_tokenizer *tok = NULL;

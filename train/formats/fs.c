@@ -1,6 +1,7 @@
 #include "train/formats/fs.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,5 +99,33 @@ rt_status rt_mkdir_p(const char *dir) {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return rt_errorf(RT_EINPUT, "%s: not a directory", dir);
+    return RT_OK;
+}
+
+/* realpath of a path that may not exist yet: its parent's realpath + name. */
+static bool resolve(const char *path, char *out) {
+    if (realpath(path, out)) return true;
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    size_t n = strlen(tmp);
+    while (n > 1 && tmp[n - 1] == '/') tmp[--n] = '\0';
+    char *slash = strrchr(tmp, '/');
+    const char *name = slash ? slash + 1 : tmp;
+    char parent[PATH_MAX];
+    if (!realpath(slash ? (slash == tmp ? "/" : (*slash = '\0', tmp)) : ".", parent)) return false;
+    int w = snprintf(out, PATH_MAX, "%s/%s", strcmp(parent, "/") ? parent : "", name);
+    return w > 0 && w < PATH_MAX;
+}
+
+rt_status rt_check_output_path(const char *out, const char *const *inputs, int n) {
+    char o[PATH_MAX], in[PATH_MAX];
+    if (!out || !resolve(out, o)) return RT_OK; /* a path that cannot exist cannot hold an input */
+    size_t ol = strlen(o);
+    for (int i = 0; i < n; i++) {
+        if (!inputs[i] || !realpath(inputs[i], in)) continue;
+        if (!strcmp(o, in) || (!strncmp(in, o, ol) && (in[ol] == '/' || ol == 1)))
+            return rt_errorf(RT_EINPUT, "%s: the output would overwrite the input %s; choose another --out",
+                             out, inputs[i]);
+    }
     return RT_OK;
 }

@@ -27,6 +27,12 @@ rt_status rt_read_file_max(const char *path, const char *what, size_t max, char 
  * never sees a half-written file. */
 rt_status rt_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* RT_EINPUT when the output path `out` is one of the n input paths or a
+ * directory containing one (so merge/convert/quantize never write over
+ * what they read). Paths are compared after realpath (symlinks, "..");
+ * inputs that do not exist are ignored. */
+rt_status rt_check_output_path(const char *out, const char *const *inputs, int n);
+
 /* mkdir -p: creates dir and any missing parents. RT_EINPUT naming the
  * component that could not be created, or when dir exists as a file. */
 rt_status rt_mkdir_p(const char *dir);

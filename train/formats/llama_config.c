@@ -194,9 +194,15 @@ rt_status rt_llama_config_load(const char *path, rt_llama_config *cfg) {
     char *text = NULL;
     size_t len = 0;
     RT_TRY(rt_read_file_max(path, "config", RT_CONFIG_FILE_MAX, &text, &len));
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    /* Anything but whitespace after the object is an error: cJSON's
+     * require_null_terminated checks for the NUL that rt_read_file appends
+     * (hence len + 1), and end must be that NUL (no data after a NUL). */
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
+    size_t at = end && end >= text ? (size_t)(end - text) : 0;
     free(text);
-    if (!root) return rt_errorf(RT_EINPUT, "%s: invalid JSON", path);
+    if (root && at != len) cJSON_Delete(root), root = NULL;
+    if (!root) return rt_errorf(RT_EINPUT, "%s: invalid JSON (or data after it) near byte %zu", path, at);
     rt_llama_config c;
     memset(&c, 0, sizeof c);
     rt_status s = cfg_parse(path, root, &c);

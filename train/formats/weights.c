@@ -223,5 +223,18 @@ rt_status rt_weights_check_llama(const rt_weights *w, const rt_llama_config *c) 
             RT_TRY(w_expect_float(w, n, ts[k].nd, ts[k].a, ts[k].b));
         }
     }
+    return rt_weights_check_layers(w, c);
+}
+
+rt_status rt_weights_check_layers(const rt_weights *w, const rt_llama_config *c) {
+    /* The config must describe the whole file: a layer past
+     * num_hidden_layers means config.json and the weights disagree. */
+    for (size_t i = 0; i < rt_weights_count(w); i++) {
+        const char *name = rt_weights_get(w, i)->name;
+        int layer = -1;
+        if (sscanf(name, "model.layers.%d.", &layer) == 1 && (layer < 0 || layer >= c->num_hidden_layers))
+            return rt_errorf(RT_EINPUT, "%s: holds tensor %s, but the config says num_hidden_layers %d",
+                             w->source, name, c->num_hidden_layers);
+    }
     return RT_OK;
 }

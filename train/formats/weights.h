@@ -54,6 +54,12 @@ rt_status rt_weights_expect(const rt_weights *w, const char *name, int ndim,
  * Extra tensors are allowed. Also checks they are floating point. */
 rt_status rt_weights_check_llama(const rt_weights *w, const rt_llama_config *cfg);
 
+/* RT_EINPUT naming the file and tensor when the file holds a
+ * model.layers.N.* tensor with N >= num_hidden_layers (a config that
+ * describes fewer layers than the weights hold). Part of
+ * rt_weights_check_llama; rt_llama_load runs it too. */
+rt_status rt_weights_check_layers(const rt_weights *w, const rt_llama_config *cfg);
+
 /* Where the set came from (directory or file path), for messages. */
 const char *rt_weights_source(const rt_weights *w);
 

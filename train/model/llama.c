@@ -84,14 +84,22 @@ static rt_status load_dense(const rt_weights *w, const char *name, int ndim, con
     rt_tensor *t = rt_tensor_new(dev, RT_F32, ndim, shape);
     if (!t) return RT_EINTERNAL;
     int64_t n = rt_numel(t);
+    bool finite;
     if (dev == RT_CPU) {
         rt_kernels_cpu.convert(n, st->data, dt, t->data, RT_F32);
+        finite = rt_kernels_cpu.all_finite(n, t->data);
     } else {
         float *tmp = malloc((size_t)n * sizeof *tmp);
         if (!tmp) return rt_errorf(RT_EINTERNAL, "out of memory loading %s", name);
         rt_kernels_cpu.convert(n, st->data, dt, tmp, RT_F32);
+        finite = rt_kernels_cpu.all_finite(n, tmp);
         rt_kernels_for(dev)->upload(t->data, tmp, (size_t)n * sizeof *tmp);
         free(tmp);
+    }
+    if (!finite) {
+        rt_tensor_free(t);
+        return rt_errorf(RT_EINPUT, "%s: tensor %s holds non-finite values (NaN or Inf)", rt_weights_source(w),
+                         name);
     }
     t->name = name;
     *out = t;
@@ -168,6 +176,11 @@ rt_status rt_llama_load(const char *path, const rt_llama_opts *opts, rt_llama **
     rt_weights *w;
     rt_llama_config cfg;
     RT_TRY(rt_weights_open(path, &w, &cfg));
+    rt_status cs = rt_weights_check_layers(w, &cfg);
+    if (cs != RT_OK) {
+        rt_weights_close(w);
+        return cs;
+    }
     rt_llama *m = calloc(1, sizeof *m);
     rt_status s = RT_OK;
     if (!m) {
