@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 rt_status rt_metrics_open(rt_metrics *m, const char *output_dir, bool append) {
@@ -39,9 +40,12 @@ static void fmt_eta(double s, char *buf, size_t cap) {
 
 void rt_metrics_train(rt_metrics *m, int64_t step, int64_t total, double loss, double lr,
                       double grad_norm, double tokens_per_s, double eta_s, bool print) {
-    fprintf(m->jsonl,
-            "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f}\n",
+    struct rusage ru;
+    double peak_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+    fprintf(m->jsonl, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f",
             (long long)step, loss, lr, grad_norm, tokens_per_s);
+    if (m->steps_per_epoch > 0) fprintf(m->jsonl, ",\"epoch\":%.4f", (double)step / m->steps_per_epoch);
+    fprintf(m->jsonl, ",\"peak_mem_mb\":%.1f}\n", peak_mb);
     fflush(m->jsonl);
     push(&m->train_step, &m->train_loss, &m->n_train, &m->cap_train, (double)step, loss);
     char eta[32];
