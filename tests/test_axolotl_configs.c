@@ -206,7 +206,7 @@ int main(void) {
     CHECK(has(p, "lora_target_modules: all-linear"), "lora_target_linear: all-linear");
 
     /* Unsupported keys that are set: an error naming the key and what to use. */
-    char bad[4400];
+    char bad[4800];
     snprintf(bad, sizeof bad, "%sdeepspeed: deepspeed_configs/zero3.json\n", cfg);
     char *dsl = strstr(bad, "deepspeed:\n");
     if (dsl) memmove(dsl, dsl + 11, strlen(dsl + 11) + 1); /* drop the empty one */
