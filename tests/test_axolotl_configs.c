@@ -21,7 +21,7 @@ static const char LLAMA3_1B[] =
     "output_dir: %s\n"
     "adapter: qlora\n"
     "lora_model_dir:\n"
-    "sequence_len: 512\n"
+    "sequence_len: 256\n"
     "sample_packing: true\n"
     "eval_sample_packing: true\n"
     "lora_r: 8\n"
@@ -70,7 +70,7 @@ static const char OPENLLAMA_3B[] =
     "val_set_size: 0.02\n"
     "adapter: qlora\n"
     "lora_model_dir:\n"
-    "sequence_len: 512\n"
+    "sequence_len: 256\n"
     "sample_packing: true\n"
     "lora_r: 8\n"
     "lora_alpha: 32\n"
@@ -206,7 +206,7 @@ int main(void) {
     CHECK(has(p, "lora_target_modules: all-linear"), "lora_target_linear: all-linear");
 
     /* Unsupported keys that are set: an error naming the key and what to use. */
-    char bad[4400];
+    char bad[4800];
     snprintf(bad, sizeof bad, "%sdeepspeed: deepspeed_configs/zero3.json\n", cfg);
     char *dsl = strstr(bad, "deepspeed:\n");
     if (dsl) memmove(dsl, dsl + 11, strlen(dsl + 11) + 1); /* drop the empty one */

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 rt_status rt_metrics_open(rt_metrics *m, const char *output_dir, bool append) {
@@ -49,13 +50,14 @@ void rt_metrics_train(rt_metrics *m, int64_t step, int64_t total, double loss, d
                       int64_t skipped_total) {
     char a[64], b[64], c[64], d[64];
     bool nonfinite = !isfinite(loss) || !isfinite(lr) || !isfinite(grad_norm) || !isfinite(tokens_per_s);
-    fprintf(m->jsonl,
-            "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s%s%s,"
-            "\"skipped_steps\":%lld}\n",
+    struct rusage ru;
+    double peak_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+    fprintf(m->jsonl, "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s%s%s",
             (long long)step, jnum(a, sizeof a, "%.6f", loss), jnum(b, sizeof b, "%.6g", lr),
             jnum(c, sizeof c, "%.6f", grad_norm), jnum(d, sizeof d, "%.1f", tokens_per_s),
-            nonfinite ? ",\"nonfinite\":true" : "", skipped ? ",\"skipped\":true" : "",
-            (long long)skipped_total);
+            nonfinite ? ",\"nonfinite\":true" : "", skipped ? ",\"skipped\":true" : "");
+    if (m->steps_per_epoch > 0) fprintf(m->jsonl, ",\"epoch\":%.4f", (double)step / m->steps_per_epoch);
+    fprintf(m->jsonl, ",\"skipped_steps\":%lld,\"peak_mem_mb\":%.1f}\n", (long long)skipped_total, peak_mb);
     fflush(m->jsonl);
     if (!isfinite(loss)) loss = NAN; /* kept out of loss.svg below */
     if (isfinite(loss)) push(&m->train_step, &m->train_loss, &m->n_train, &m->cap_train, (double)step, loss);

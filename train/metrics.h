@@ -15,13 +15,16 @@ typedef struct {
     bool tty;             /* stdout is a terminal: redraw one progress line */
     int64_t n_train, n_val, cap_train, cap_val;
     double *train_step, *train_loss, *val_step, *val_loss; /* for loss.svg */
+    double steps_per_epoch; /* > 0: train lines carry "epoch" = step / steps_per_epoch */
 } rt_metrics;
 
 /* Opens output_dir/metrics.jsonl (appending when resuming). */
 rt_status rt_metrics_open(rt_metrics *m, const char *output_dir, bool append);
-/* One train line. Non-finite values are written as null with
- * "nonfinite": true (JSON has no NaN), a skipped step adds "skipped": true,
- * and every line carries the run's skipped_steps so far. */
+/* One train line: step, loss, lr, grad_norm, tokens_per_s, epoch (when
+ * steps_per_epoch is set), peak_mem_mb (the process's peak resident set,
+ * getrusage ru_maxrss, in MiB) and the run's skipped_steps so far.
+ * Non-finite values are written as null with "nonfinite": true (JSON has no
+ * NaN); a skipped step adds "skipped": true. */
 void rt_metrics_train(rt_metrics *m, int64_t step, int64_t total, double loss, double lr,
                       double grad_norm, double tokens_per_s, double eta_s, bool print, bool skipped,
                       int64_t skipped_total);

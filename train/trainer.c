@@ -414,6 +414,7 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
     RT_TRY(accum_init(&acc, &job->model->params, r->gradient_accumulation_steps));
     /* evals_per_epoch / saves_per_epoch (axolotl): steps between them from the epoch length */
     int64_t per_epoch = rt_data_total_steps(job->train, &plan, 1.0, -1);
+    mx->steps_per_epoch = (double)rt_dataset_rows(job->train) / (double)rt_data_global_batch(&plan);
     int64_t eval_every = r->evals_per_epoch > 0 ? per_epoch / r->evals_per_epoch : r->eval_steps;
     int64_t save_every = r->saves_per_epoch > 0 ? per_epoch / r->saves_per_epoch : r->save_steps;
     if (r->evals_per_epoch > 0 && eval_every < 1) eval_every = 1;

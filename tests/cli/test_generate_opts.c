@@ -44,7 +44,7 @@ int main(void) {
     char *chat = gen("--prompt Hi --chat --chat-template chatml --system 'Be brief.' --temperature 0", &rc);
     CHECK(rc == 0 && chat && !strstr(chat, "<|im_start|>") && !strstr(chat, "Be brief"), "chat reply: %s",
           chat ? chat : "");
-    gen("--prompt Hi --chat", &rc);
+    free(gen("--prompt Hi --chat", &rc));
     CHECK(rc == 2, "--chat without a template on a tokenizer that has none: exit 2");
     free(greedy), free(top1), free(rep), free(st), free(esc), free(two), free(chat);
 

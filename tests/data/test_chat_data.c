@@ -243,6 +243,11 @@ static void test_recipe(const rt_tokenizer *t5) {
     int rc = rt_run(NULL, rt_tmp("chat-run.err"), "finetune %s base_model=%s tokenizer=%s datasets.0.path=%s "
                     "max_steps=2 eval_steps=0 output_dir=%s", path, bin, tok, data, rt_tmp("chat-run"));
     CHECK(rc == 0, "chat recipe finetune runs (exit %d)", rc);
+    char mp[700];
+    snprintf(mp, sizeof mp, "%s/metrics.jsonl", rt_tmp("chat-run"));
+    char *mx = rt_slurp(mp, NULL);
+    CHECK(mx && strstr(mx, "\"epoch\":") && strstr(mx, "\"peak_mem_mb\":"), "metrics.jsonl has epoch and peak_mem_mb");
+    free(mx);
 }
 
 int main(void) {
