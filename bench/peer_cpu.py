@@ -82,7 +82,7 @@ def main():
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     t0 = time.perf_counter()
     for i in range(args.warmup):

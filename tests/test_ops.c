@@ -611,7 +611,10 @@ static void gpu_real_sizes(void) {
     gpu_embedding(G);
 }
 
-int main(void) {
+/* test_ops [SUBSTRING]: with an argument, only the rows whose op or case
+ * name contains it (e.g. to run a few rows under a sanitizer). */
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
     /* Every case file's rows, in order. */
     const struct { const rt_op_case *rows; int n; } files[] = {
         {rt_op_cases_a, rt_n_op_cases_a},
@@ -623,9 +626,13 @@ int main(void) {
     case_run *runs = calloc((size_t)n, sizeof *runs);
     int k0 = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++)
-        for (int i = 0; i < files[f].n; i++) runs[k0++].c = &files[f].rows[i];
+        for (int i = 0; i < files[f].n; i++)
+            if (!only || strstr(files[f].rows[i].name, only) ||
+                strstr(rt_op_name(files[f].rows[i].op), only))
+                runs[k0++].c = &files[f].rows[i];
+    n = k0;
 
-    for (int op = 0; op < RT_OP_COUNT; op++) {
+    for (int op = 0; op < RT_OP_COUNT && !only; op++) {
         bool found = false;
         for (int k = 0; k < n; k++) found |= runs[k].c->op == (rt_op)op;
         CHECK(found, "op %s has no row in tests/op_cases_*.c", rt_op_name((rt_op)op));
