@@ -3,7 +3,8 @@
 # (scripts/check_layout.py), run every test with
 # ctest, then build again with AddressSanitizer + UndefinedBehaviorSanitizer
 # (CPU only, build-asan/) and run every test there too.
-# RETORT_SANITIZE=0 skips the sanitizer pass, RETORT_INTEROP=0 the interop tests.
+# RETORT_SANITIZE=0 skips the sanitizer pass, RETORT_INTEROP=0 the interop tests. Then every
+# libFuzzer target runs for FUZZ_SECONDS (scripts/fuzz.sh); RETORT_FUZZ=0 skips that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,4 +25,8 @@ if [ "${RETORT_SANITIZE:-1}" != "0" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DRETORT_SANITIZE=ON -DRETORT_CUDA=OFF >/dev/null
   cmake --build build-asan -j"$jobs"
   (cd build-asan && ctest --output-on-failure -j"$jobs")
+fi
+if [ "${RETORT_FUZZ:-1}" != "0" ]; then
+  echo "== fuzzing (scripts/fuzz.sh, ${FUZZ_SECONDS:-20} s per target)"
+  bash scripts/fuzz.sh
 fi
