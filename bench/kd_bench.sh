@@ -11,7 +11,8 @@
 #     bench/kd_bench.sh [path/to/retort] [key=value ...]    (from the repository root)
 # Environment: TEACHER (the .gguf or HF dir), SEEDS ["1 2 3"], JOBS [2]
 # runs at a time, THREADS [2/JOBS] threads each, WORK (scratch; default a
-# temp dir, kept: logs and students stay for inspection). Every key=value
+# temp dir, kept: logs and students stay for inspection; rerunning with the
+# same WORK keeps the runs that finished). Every key=value
 # is passed to every run (e.g. max_steps=20 to make it smaller).
 set -euo pipefail
 RETORT=${1:-build/retort}
@@ -24,29 +25,36 @@ THREADS=${THREADS:-$((2 / JOBS > 0 ? 2 / JOBS : 1))}
 WORK=${WORK:-$(mktemp -d /tmp/kd-bench.XXXXXX)}
 mkdir -p "$WORK"
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
-common=(teacher_model="$TEACHER" teacher_cache_dir="$WORK/cache" save_steps=0 "$@")
+KL_SEED=${KL_SEED:-${SEEDS%% *}}
+# The seed also draws the held-out split, so each seed has its own train
+# rows and its own teacher cache; KD and CE of one seed see the same data.
+common=(teacher_model="$TEACHER" save_steps=0 "$@")
 echo "kd_bench: work dir $WORK, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-run() { # name, overrides...
-    local name=$1; shift
+run() { # name, seed, overrides... (a run whose log already has its result is kept)
+    local name=$1 seed=$2; shift 2
+    if grep -q '^distill: held-out perplexity' "$WORK/$name.log" 2>/dev/null; then
+        echo "kd_bench: $name kept from an earlier run" >&2
+        return 0
+    fi
     /usr/bin/time -f "time: wall %e s, cpu %U s" "$RETORT" distill "$RECIPE" "${common[@]}" \
-        output_dir="$WORK/$name" "$@" > "$WORK/$name.log" 2>&1 ||
+        output_dir="$WORK/$name" seed="$seed" teacher_cache_dir="$WORK/cache-$seed" "$@" > "$WORK/$name.log" 2>&1 ||
         { echo "run $name failed:" >&2; tail -3 "$WORK/$name.log" >&2; return 1; }
     echo "kd_bench: $name done ($(grep -o 'wall .*' "$WORK/$name.log"))" >&2
 }
 
-# the first KD run builds the teacher cache; everything else reads it
-first=${SEEDS%% *}
-run kd-$first seed=$first &
-run ce-$first seed=$first kd_ratio=0 &
-wait
+# KD runs build their seed's teacher cache; the KL/JSD runs read KL_SEED's,
+# so they start after kd-$KL_SEED
+run kd-$KL_SEED $KL_SEED &
+kd_first=$!
 pending=()
 for s in $SEEDS; do
-    [ "$s" = "$first" ] && continue
-    pending+=("kd-$s seed=$s" "ce-$s seed=$s kd_ratio=0")
+    [ "$s" = "$KL_SEED" ] || pending+=("kd-$s $s")
+    pending+=("ce-$s $s kd_ratio=0")
 done
-pending+=("rkl-$first seed=$first kd_loss=reverse_kl" "jsd-$first seed=$first kd_loss=jsd kd_beta=0.5")
-for job in "${pending[@]}"; do
+later=("rkl-$KL_SEED $KL_SEED kd_loss=reverse_kl" "jsd-$KL_SEED $KL_SEED kd_loss=jsd kd_beta=0.5")
+for job in "${pending[@]}" WAIT "${later[@]}"; do
+    if [ "$job" = WAIT ]; then wait "$kd_first"; continue; fi
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
     # shellcheck disable=SC2086
     run $job &
@@ -61,21 +69,30 @@ stats() { # values... -> "mean ± sd | min..max"
 }
 kd=() ce=()
 for s in $SEEDS; do kd+=("$(ppl kd-$s)"); ce+=("$(ppl ce-$s)"); done
-log=$WORK/kd-$first.log
+log=$WORK/kd-$KL_SEED.log
 teacher=$(sed -n 's/^distill: teacher held-out perplexity \([0-9.]*\).*/\1/p' "$log")
 init=$(sed -n 's/^distill: held-out perplexity \([0-9.]*\) -> .*/\1/p' "$log")
 kdline=$(sed -n 's/^distill: loss = \(.*\)/\1/p' "$log")
 steps=$(sed -n 's/^distill: \([0-9]*\) steps in \([0-9.]*\) s (\([0-9]*\) tokens\/s).*/\1 steps, \2 s, \3 tokens\/s/p' "$log")
 echo
-echo "KD loss: $kdline; $(grep -m1 '^distill: .* train rows' "$log" | sed 's/^distill: //'); kd-$first: $steps"
+echo "KD loss: $kdline; seed $KL_SEED: $(grep -m1 '^distill: .* train rows' "$log" | sed 's/^distill: //'); kd-$KL_SEED: $steps"
 echo
 echo "| run | held-out perplexity (mean ± sd \| min..max over seeds $SEEDS) |"
 echo "|---|---|"
-echo "| teacher (SmolLM2-135M-Instruct) | $teacher |"
-echo "| student at initialisation (teacher layers) | $init |"
+echo "| teacher (SmolLM2-135M-Instruct), seed $KL_SEED split | $teacher |"
+echo "| student at initialisation (teacher layers), seed $KL_SEED split | $init |"
 echo "| student, KD (forward KL) | $(stats "${kd[@]}") |"
 echo "| student, CE only (kd_ratio 0) | $(stats "${ce[@]}") |"
-echo "| student, KD reverse KL (seed $first) | $(ppl rkl-$first) |"
-echo "| student, KD JSD β=0.5 (seed $first) | $(ppl jsd-$first) |"
+echo "| student, KD reverse KL (seed $KL_SEED) | $(ppl rkl-$KL_SEED) |"
+echo "| student, KD JSD β=0.5 (seed $KL_SEED) | $(ppl jsd-$KL_SEED) |"
+echo
+echo "| seed | teacher | student at init | KD (forward KL) | CE only | KD - CE |"
+echo "|---|---|---|---|---|---|"
+for s in $SEEDS; do
+    t=$(sed -n 's/^distill: teacher held-out perplexity \([0-9.]*\).*/\1/p' "$WORK/kd-$s.log")
+    i=$(sed -n 's/^distill: held-out perplexity \([0-9.e+]*\) -> .*/\1/p' "$WORK/kd-$s.log")
+    k=$(ppl kd-$s) c=$(ppl ce-$s)
+    echo "| $s | $t | $(printf '%.3g' "$i") | $k | $c | $(awk -v a="$k" -v b="$c" 'BEGIN {printf "%.2f", a - b}') |"
+done
 echo
 echo "kd_bench: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)" >&2

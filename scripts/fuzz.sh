@@ -68,7 +68,7 @@ mkseed checkpoint "$seeds/ft/checkpoint-1/trainer_state-rank0.bin"
 
 export RETORT_FUZZ_MODEL=$bin RETORT_FUZZ_TOKENIZER=$tok
 mkdir -p build-fuzz/artifacts
-fail=0
+fail=0 n_ok=0 n_bad=0
 printf '%-16s %8s %8s %8s\n' target seconds corpus execs
 for t in $targets; do
   corpus=build-fuzz/corpus/$t reg=tests/fuzz/regressions/$t
@@ -79,8 +79,12 @@ for t in $targets; do
   if ! ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$t -max_total_time="$secs" -timeout=1 -rss_limit_mb=2048 \
        -max_len=65536 -artifact_prefix=build-fuzz/artifacts/$t- -print_final_stats=1 "${dirs[@]}" >"$log" 2>&1; then
     echo "fuzz_$t FAILED (input in build-fuzz/artifacts/, log $log):"; tail -30 "$log"; fail=1
+    n_bad=$((n_bad + 1))
+  else
+    n_ok=$((n_ok + 1))
   fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
   printf '%-16s %8s %8s %8s\n' "$t" "$secs" "$(ls "$corpus" | wc -l)" "$execs"
 done
+echo "fuzz: $n_ok passed, $n_bad failed"
 exit $fail

@@ -495,6 +495,39 @@ static void test_teacher_layers(void) {
     }
 }
 
+
+/* ---- the SmolLM2-135M job's student (when scripts/get-models.sh fetched the GGUF) ---- */
+static void test_smollm2_student(void) {
+    const char *home = getenv("HOME"), *cache = getenv("RETORT_CACHE");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache && *cache ? cache : "");
+    if (!(cache && *cache) && home) snprintf(path, sizeof path, "%s/.cache/retort/SmolLM2-135M-Instruct.Q4_1.gguf", home);
+    if (access(path, F_OK) != 0) {
+        SKIP("%s not fetched (scripts/get-models.sh)", path);
+        return;
+    }
+    rt_llama_opts o = {.device = RT_CPU};
+    rt_llama *t = NULL, *s = NULL;
+    const int layers[3] = {0, 14, 28};
+    rt_status st = rt_llama_load(path, &o, &t);
+    if (st == RT_OK) st = rt_llama_new_from(t, layers, 3, 512, &o, &s);
+    CHECK(st == RT_OK, "SmolLM2 student: %s", rt_error_message());
+    if (st == RT_OK) {
+        int64_t nt = rt_llama_n_params(t), ns = rt_llama_n_params(s);
+        /* 49152 x 576 tied embeddings + 3 x (attention 884,736 + MLP 3 x 576 x 512 + 2 norms) + final norm */
+        CHECK(nt == 134515008 && ns == 28311552 + 3 * (884736 + 884736 + 1152) + 576 && 4 * ns <= nt,
+              "teacher %lld, student %lld parameters", (long long)nt, (long long)ns);
+        CHECK(same_tensor(s->embed_tokens, t->embed_tokens) &&
+                  same_tensor(s->layers[1].proj[RT_PROJ_K].weight, t->layers[14].proj[RT_PROJ_K].weight) &&
+                  same_tensor(s->layers[2].post_attention_layernorm, t->layers[28].post_attention_layernorm),
+              "SmolLM2 student weights are not the teacher's");
+        printf("smollm2 student: %lld of %lld parameters (%.3f%%)\n", (long long)ns, (long long)nt,
+               100.0 * (double)ns / (double)nt);
+    }
+    rt_llama_free(s);
+    rt_llama_free(t);
+}
+
 /* ---- rt_llama_save_hf round trip ---- */
 static void test_save_roundtrip(void) {
     rt_llama_config cfg = {.hidden_size = 16, .intermediate_size = 24, .num_hidden_layers = 2,
@@ -542,6 +575,7 @@ int main(void) {
     test_lora_student();
     test_full_student();
     test_teacher_layers();
+    test_smollm2_student();
     test_cli();
     return rt_test_summary();
 }

@@ -163,7 +163,7 @@ typedef struct {
     double lora_dropout; /* [0.05] */
     unsigned lora_target_modules; /* RT_RECIPE_MOD_* bits [q_proj|v_proj] */
     bool use_rslora; /* scale alpha/sqrt(r) instead of alpha/r (Kalajdzievski 2023) */
-    bool save_gguf;  /* also write adapter_model.gguf (llama.cpp LoRA) next to the PEFT files */
+    bool save_gguf;  /* also write adapter_model.gguf (llama.cpp LoRA) next to the PEFT files (model.gguf for adapter: none) */
     /* data */
     rt_recipe_datasets datasets;
     rt_recipe_datasets test_datasets; /* optional held-out set */
