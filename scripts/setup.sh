@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS="cmake make gcc g++ python3 python3-venv libopenblas-openmp-dev libopenmpi-dev openmpi-bin libzstd-dev libyaml-dev libcjson-dev libpcre2-dev libunistring-dev zlib1g-dev clang libclang-rt-14-dev"
+PKGS="cmake make gcc g++ python3 python3-venv python3-pip libopenblas-openmp-dev libopenmpi-dev openmpi-bin libzstd-dev libyaml-dev libcjson-dev libpcre2-dev libunistring-dev zlib1g-dev clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
