@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-20}
 shared=${RETORT_SHARED:-../shared}
-all="safetensors config_json adapter_config tokenizer_json tokenizer_bin gpt2_bpe llama2c recipe dataset checkpoint"
+all="safetensors config_json adapter_config tokenizer_json tokenizer_bin gpt2_bpe llama2c recipe dataset checkpoint gguf"
 targets=${FUZZ_TARGETS:-$all}
 command -v clang >/dev/null || { echo "fuzz.sh: needs clang and libclang-rt-14-dev (scripts/setup.sh)"; exit 1; }
 CC=clang cmake -S . -B build-fuzz -DRETORT_FUZZ=ON -DRETORT_CUDA=OFF -DRETORT_MPI=OFF \
@@ -24,6 +24,8 @@ seeds=build-fuzz/seeds
 rm -rf "$seeds" && mkdir -p "$seeds"
 bin=$shared/models/stories260K/stories260K.bin tok=$shared/models/stories260K/tok512.bin
 build/retort convert llama2c "$bin" --tokenizer "$tok" --out "$seeds/hf" >/dev/null 2>&1
+mkdir -p "$seeds/in/gguf"
+build/retort export gguf --model "$bin" --tokenizer "$tok" --type q8_0 --out "$seeds/in/gguf/s.gguf" >/dev/null 2>&1
 printf 'Call me Ishmael. Some years ago, never mind how long precisely.\n' > "$seeds/text.txt"
 for i in $(seq 40); do cat "$seeds/text.txt"; done > "$seeds/train.txt"
 build/retort finetune recipes/stories260k-qlora-mobydick.yaml base_model="$bin" tokenizer="$tok" \
@@ -65,6 +67,7 @@ mkseed llama2c "$seeds"/in/llama2c/*
 mkseed recipe "$seeds/ft/recipe.yaml" recipes/*.yaml
 mkseed dataset "$seeds"/in/dataset/*
 mkseed checkpoint "$seeds/ft/checkpoint-1/trainer_state-rank0.bin"
+mkseed gguf "$seeds"/in/gguf/*
 
 export RETORT_FUZZ_MODEL=$bin RETORT_FUZZ_TOKENIZER=$tok
 mkdir -p build-fuzz/artifacts

@@ -13,11 +13,11 @@
  * adapter_config (adapter_config.json applied to stories260K),
  * tokenizer_json, tokenizer_bin, gpt2_bpe (encoder.json NUL vocab.bpe),
  * llama2c (.bin header and sizes), recipe (YAML + validation), dataset
- * (jsonl lines, tokenized), checkpoint (trainer_state-rank0.bin).
+ * (jsonl lines, tokenized), checkpoint (trainer_state-rank0.bin), gguf
+ * (header, metadata and tensor infos: rt_gguf_open).
  * Not yet: the teacher-logit cache header (its reader needs a dataset and
  * a key; see the report of issue #11).
- * NOTE for the GGUF reader (branch gguf): add FUZZ_GGUF here calling its
- * open function on the written file, and a seed from `retort export`. */
+ */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,7 @@
 #include "kernels/error.h"
 #include "train/checkpoint.h"
 #include "train/data/data.h"
+#include "train/formats/gguf.h"
 #include "train/formats/llama_config.h"
 #include "train/formats/model_file.h"
 #include "train/formats/safetensors.h"
@@ -135,6 +136,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rt_train_state s = {.world = 1, .rank = 0, .zero_stage = 0, .optimizer = 0, .n_params = 46272,
                         .moment_begin = 0, .moment_n = 46272, .params = p, .m = mm, .v = v};
     (void)rt_checkpoint_read_state(workdir(), &s);
+#elif defined(FUZZ_GGUF)
+    rt_gguf *g = NULL;
+    if (rt_gguf_open(put("model.gguf", data, size), &g) == RT_OK) rt_gguf_close(g);
 #else
 #error "define one FUZZ_<TARGET>"
 #endif
