@@ -77,7 +77,7 @@ steps=$(sed -n 's/^distill: \([0-9]*\) steps in \([0-9.]*\) s (\([0-9]*\) tokens
 echo
 echo "KD loss: $kdline; seed $KL_SEED: $(grep -m1 '^distill: .* train rows' "$log" | sed 's/^distill: //'); kd-$KL_SEED: $steps"
 echo
-echo "| run | held-out perplexity (mean ± sd \| min..max over seeds $SEEDS) |"
+echo "| run | held-out perplexity, mean ± sd (min..max) over seeds $SEEDS |"
 echo "|---|---|"
 echo "| teacher (SmolLM2-135M-Instruct), seed $KL_SEED split | $teacher |"
 echo "| student at initialisation (teacher layers), seed $KL_SEED split | $init |"
