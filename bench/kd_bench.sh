@@ -62,10 +62,10 @@ done
 wait
 
 ppl() { sed -n 's/^distill: held-out perplexity [0-9.]* -> \([0-9.]*\).*/\1/p' "$WORK/$1.log"; }
-stats() { # values... -> "mean ± sd | min..max"
+stats() { # values... -> "mean ± sd (min..max)"
     printf '%s\n' "$@" | awk '{v[NR]=$1; s+=$1} END {m=s/NR; for(i=1;i<=NR;i++) q+=(v[i]-m)^2;
         sd=NR>1?sqrt(q/(NR-1)):0; mn=v[1]; mx=v[1]; for(i=2;i<=NR;i++){if(v[i]<mn)mn=v[i]; if(v[i]>mx)mx=v[i]}
-        printf "%.2f ± %.2f | %.2f..%.2f", m, sd, mn, mx}'
+        printf "%.2f ± %.2f (%.2f..%.2f)", m, sd, mn, mx}'
 }
 kd=() ce=()
 for s in $SEEDS; do kd+=("$(ppl kd-$s)"); ce+=("$(ppl ce-$s)"); done
@@ -77,7 +77,7 @@ steps=$(sed -n 's/^distill: \([0-9]*\) steps in \([0-9.]*\) s (\([0-9]*\) tokens
 echo
 echo "KD loss: $kdline; seed $KL_SEED: $(grep -m1 '^distill: .* train rows' "$log" | sed 's/^distill: //'); kd-$KL_SEED: $steps"
 echo
-echo "| run | held-out perplexity (mean ± sd \| min..max over seeds $SEEDS) |"
+echo "| run | held-out perplexity, mean ± sd (min..max) over seeds $SEEDS |"
 echo "|---|---|"
 echo "| teacher (SmolLM2-135M-Instruct), seed $KL_SEED split | $teacher |"
 echo "| student at initialisation (teacher layers), seed $KL_SEED split | $init |"
