@@ -278,7 +278,16 @@ static rt_status agreement_of(const rt_train_job *job, int64_t start, int64_t to
     memset(a, 0, sizeof *a);
     RT_TRY(rt_recipe_fingerprint(job->recipe, &a->recipe));
     const rt_params *P = &job->model->params;
-    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)&job->model->cfg, sizeof job->model->cfg);
+    /* Field by field: the struct's padding and the bytes after torch_dtype's
+     * NUL differ between processes (the sanitizer build showed it). */
+    const rt_llama_config *c = &job->model->cfg;
+    const int32_t ints[] = {c->hidden_size, c->intermediate_size, c->num_hidden_layers,
+                            c->num_attention_heads, c->num_key_value_heads, c->vocab_size,
+                            c->max_position_embeddings, c->bos_token_id, c->eos_token_id,
+                            c->tie_word_embeddings, c->attention_bias};
+    const float floats[] = {c->rms_norm_eps, c->rope_theta};
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)ints, sizeof ints);
+    crc = (uint32_t)crc32(crc, (const Bytef *)floats, sizeof floats);
     float *host = malloc((size_t)P->numel * sizeof *host);
     if (!host) return rt_errorf(RT_EINTERNAL, "out of memory");
     rt_kernels_for(P->device)->download(host, P->data, (size_t)P->numel * sizeof *host);
