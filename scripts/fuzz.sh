@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-20}
 shared=${RETORT_SHARED:-../shared}
-all="safetensors config_json adapter_config tokenizer_json tokenizer_bin gpt2_bpe llama2c recipe dataset checkpoint gguf"
+all="safetensors config_json adapter_config tokenizer_json tokenizer_bin gpt2_bpe llama2c recipe dataset checkpoint gguf teacher_cache"
 targets=${FUZZ_TARGETS:-$all}
 command -v clang >/dev/null || { echo "fuzz.sh: needs clang and libclang-rt-14-dev (scripts/setup.sh)"; exit 1; }
 CC=clang cmake -S . -B build-fuzz -DRETORT_FUZZ=ON -DRETORT_CUDA=OFF -DRETORT_MPI=OFF \
@@ -68,6 +68,7 @@ mkseed recipe "$seeds/ft/recipe.yaml" recipes/*.yaml
 mkseed dataset "$seeds"/in/dataset/*
 mkseed checkpoint "$seeds/ft/checkpoint-1/trainer_state-rank0.bin"
 mkseed gguf "$seeds"/in/gguf/*
+mkseed teacher_cache   # no seed: libFuzzer finds the magic and header fields by itself
 
 export RETORT_FUZZ_MODEL=$bin RETORT_FUZZ_TOKENIZER=$tok
 mkdir -p build-fuzz/artifacts

@@ -14,14 +14,14 @@
  * tokenizer_json, tokenizer_bin, gpt2_bpe (encoder.json NUL vocab.bpe),
  * llama2c (.bin header and sizes), recipe (YAML + validation), dataset
  * (jsonl lines, tokenized), checkpoint (trainer_state-rank0.bin), gguf
- * (header, metadata and tensor infos: rt_gguf_open).
- * Not yet: the teacher-logit cache header (its reader needs a dataset and
- * a key; see the report of issue #11).
+ * (header, metadata and tensor infos: rt_gguf_open), teacher_cache (a
+ * shard's header and payload, read against the key of a small text dataset).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kernels/error.h"
@@ -35,6 +35,7 @@
 #include "train/model/adapter.h"
 #include "train/model/llama.h"
 #include "train/recipe.h"
+#include "train/teacher_cache.h"
 #include "train/tokenizer/tokenizer.h"
 
 static char dir[256];
@@ -139,6 +140,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #elif defined(FUZZ_GGUF)
     rt_gguf *g = NULL;
     if (rt_gguf_open(put("model.gguf", data, size), &g) == RT_OK) rt_gguf_close(g);
+#elif defined(FUZZ_TEACHER_CACHE)
+    /* The reader checks a shard against the key of the run's dataset: a
+     * fixed 16-token text dataset, key (teacher 1, k 4, T 1), built once. */
+    static rt_tokenizer *tok;
+    static rt_dataset *train;
+    static rt_teacher_cache_key key;
+    static char cache[600];
+    if (!train) {
+        const char *tp = getenv("RETORT_FUZZ_TOKENIZER");
+        if (!tp || rt_tokenizer_load(tp, &tok) != RT_OK) return 0;
+        static const char text[] = "Call me Ishmael. Some years ago, never mind how long precisely.\n";
+        char kv[700];
+        snprintf(kv, sizeof kv, "datasets.0.path=%s", put("text.txt", (const uint8_t *)text, sizeof text - 1));
+        rt_recipe r;
+        rt_dataset *val = NULL;
+        if (rt_recipe_init(&r) != RT_OK) return 0;
+        bool ok = rt_recipe_set(&r, kv) == RT_OK && rt_recipe_set(&r, "datasets.0.type=text") == RT_OK &&
+                  rt_recipe_set(&r, "sequence_len=16") == RT_OK && rt_recipe_set(&r, "val_set_size=0") == RT_OK &&
+                  rt_data_load(&r, tok, &train, &val) == RT_OK &&
+                  rt_teacher_cache_key_for(train, 1, 4, 1.0f, &key) == RT_OK;
+        rt_recipe_free(&r);
+        rt_dataset_free(val);
+        if (!ok) return 0;
+        snprintf(cache, sizeof cache, "%s/cache", workdir());
+    }
+    char name[64];
+    snprintf(name, sizeof name, "cache/shard-%05d.rtkc", 0);
+    mkdir(cache, 0755);
+    put(name, data, size);
+    rt_teacher_cache *c = NULL;
+    rt_teacher_cache_stats st;
+    if (rt_teacher_cache_open(cache, &key, NULL, train, 1, false, RT_CPU, &c, &st) == RT_OK)
+        rt_teacher_cache_free(c);
 #else
 #error "define one FUZZ_<TARGET>"
 #endif
