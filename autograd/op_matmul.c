@@ -120,6 +120,23 @@ static const float *linear_weight_f32(rt_ctx *ctx, const rt_tensor *w) {
     return buf;
 }
 
+/* y [..., out] = x [..., in] W^T for a frozen W (NF4 dequantized into
+ * scratch that is released at once): the base term of linear and
+ * linear_lora. NULL on failure (ctx->status set). */
+static rt_tensor *frozen_matmul(rt_ctx *ctx, const rt_tensor *x, const rt_tensor *w, int64_t rows,
+                                int64_t in, int64_t out) {
+    int64_t shape[RT_MAX_DIMS];
+    for (int d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
+    shape[x->ndim - 1] = out;
+    rt_tensor *y = rt_new(ctx, RT_F32, x->ndim, shape);
+    if (!y) return NULL;
+    rt_arena_mark mark = rt_arena_get_mark(ctx->arena);
+    const float *wf = linear_weight_f32(ctx, w);
+    if (wf) ctx->k->gemm(1, false, true, rows, out, in, 1.0f, x->data, 0, wf, 0, 0.0f, y->data, 0);
+    rt_arena_release(ctx->arena, mark);
+    return wf ? y : NULL;
+}
+
 static void linear_backward(rt_ctx *ctx, rt_node *n) {
     rt_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2];
     int64_t in = w->shape[1], out = w->shape[0], rows = rt_numel(x) / in;
@@ -155,16 +172,8 @@ rt_tensor *rt_linear(rt_ctx *ctx, rt_tensor *x, rt_tensor *weight, rt_tensor *bi
     if (!ctx->k->gemm || (bias && (!ctx->k->add || !ctx->k->sum_rows)) || (w->dtype == RT_NF4 && !ctx->k->nf4_dequant_rows))
         return rt_ctx_fail(ctx, RT_EINTERNAL, "linear: no %s kernel", ctx->k->name);
     int64_t in = w->shape[1], out = w->shape[0], rows = rt_numel(x) / in;
-    int64_t shape[RT_MAX_DIMS];
-    for (int d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
-    shape[x->ndim - 1] = out;
-    rt_tensor *y = rt_new(ctx, RT_F32, x->ndim, shape);
+    rt_tensor *y = frozen_matmul(ctx, x, w, rows, in, out);
     if (!y) return NULL;
-    rt_arena_mark mark = rt_arena_get_mark(ctx->arena);
-    const float *wf = linear_weight_f32(ctx, w);
-    if (wf) ctx->k->gemm(1, false, true, rows, out, in, 1.0f, x->data, 0, wf, 0, 0.0f, y->data, 0);
-    rt_arena_release(ctx->arena, mark);
-    if (!wf) return NULL;
     if (bias) ctx->k->add(rows * out, out, y->data, bias->data, y->data);
     rt_node *n = rt_record(ctx, "linear", linear_backward, y, bias ? 3 : 2,
                            (rt_tensor *[]){x, w, bias});
@@ -220,16 +229,8 @@ rt_tensor *rt_linear_lora(rt_ctx *ctx, rt_tensor *x, rt_tensor *weight, rt_tenso
                            "a quantization state", w->name ? w->name : "");
     if (!ctx->k->gemm || (w->dtype == RT_NF4 && !ctx->k->nf4_dequant_rows))
         return rt_ctx_fail(ctx, RT_EINTERNAL, "linear_lora: no %s kernel", ctx->k->name);
-    int64_t shape[RT_MAX_DIMS];
-    for (int d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
-    shape[x->ndim - 1] = out;
-    rt_tensor *y = rt_new(ctx, RT_F32, x->ndim, shape);
+    rt_tensor *y = frozen_matmul(ctx, x, w, rows, in, out);
     if (!y) return NULL;
-    rt_arena_mark mark = rt_arena_get_mark(ctx->arena);
-    const float *wf = linear_weight_f32(ctx, w);
-    if (wf) ctx->k->gemm(1, false, true, rows, out, in, 1.0f, x->data, 0, wf, 0, 0.0f, y->data, 0);
-    rt_arena_release(ctx->arena, mark);
-    if (!wf) return NULL;
     ctx->k->gemm(1, false, true, rows, out, r, scaling, h->data, 0, B->data, 0, 1.0f, y->data, 0);
     rt_node *n = rt_record(ctx, "linear_lora", linear_lora_backward, y, 4, (rt_tensor *[]){x, w, h, B});
     if (n) n->f[0] = scaling;

@@ -7,6 +7,8 @@
 #ifndef RT_TESTUTIL_H
 #define RT_TESTUTIL_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,5 +71,16 @@ static inline const char *rt_test_tmpdir(void) {
 #ifndef RETORT_BIN
 #define RETORT_BIN "retort"
 #endif
+
+/* True when two id sequences are equal; otherwise prints where they first
+ * differ (for tokenizer tests). */
+static inline bool rt_same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb, const char *what) {
+    size_t i = 0;
+    while (i < na && i < nb && a[i] == b[i]) i++;
+    if (i == na && na == nb) return true;
+    fprintf(stderr, "%s: differ at %zu (lengths %zu vs %zu): %d vs %d\n", what, i, na, nb,
+            i < na ? (int)a[i] : -1, i < nb ? (int)b[i] : -1);
+    return false;
+}
 
 #endif

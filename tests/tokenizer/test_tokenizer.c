@@ -32,20 +32,11 @@ static int32_t *enc(const rt_tokenizer *t, const char *s, size_t len, bool bos, 
     return ids;
 }
 
-static bool same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb, const char *what) {
-    size_t i = 0;
-    while (i < na && i < nb && a[i] == b[i]) i++;
-    if (i == na && na == nb) return true;
-    fprintf(stderr, "%s: differ at %zu (lengths %zu vs %zu): %d vs %d\n", what, i, na, nb,
-            i < na ? (int)a[i] : -1, i < nb ? (int)b[i] : -1);
-    return false;
-}
-
 static void check_ids(const rt_tokenizer *t, const char *s, bool bos, const int32_t *want, size_t nw,
                       const char *what) {
     size_t n = 0;
     int32_t *ids = enc(t, s, strlen(s), bos, &n);
-    CHECK(ids && same_ids(ids, n, want, nw, what), "%s: hand-checked ids", what);
+    CHECK(ids && rt_same_ids(ids, n, want, nw, what), "%s: hand-checked ids", what);
     free(ids);
 }
 
@@ -292,7 +283,7 @@ int main(void) {
     for (int k = 0; k < 2 && !vocab_diff; k++) {
         size_t na = 0, nb = 0;
         int32_t *a = enc(lj, texts[k], lens[k], true, &na), *b = enc(lb, texts[k], lens[k], true, &nb);
-        CHECK(a && b && na > lens[k] / 8 && same_ids(a, na, b, nb, names[k]),
+        CHECK(a && b && na > lens[k] / 8 && rt_same_ids(a, na, b, nb, names[k]),
               "llama2 json vs bin on %s (%zu ids)", names[k], na);
         free(a), free(b);
     }
@@ -330,7 +321,7 @@ int main(void) {
         for (int k = 0; k < 2 && lbj; k++) {
             size_t na = 0, nb = 0;
             int32_t *a = enc(lb, texts[k], lens[k], true, &na), *b = enc(lbj, texts[k], lens[k], true, &nb);
-            CHECK(a && b && same_ids(a, na, b, nb, names[k]), "llama2 bin vs saved json on %s (%zu ids)",
+            CHECK(a && b && rt_same_ids(a, na, b, nb, names[k]), "llama2 bin vs saved json on %s (%zu ids)",
                   names[k], na);
             free(a), free(b);
         }
@@ -363,7 +354,7 @@ int main(void) {
         for (int k = 0; k < 2; k++) {
             size_t na = 0, nb = 0;
             int32_t *a = enc(t5, texts[k], lens[k], true, &na), *b = enc(t5j, texts[k], lens[k], true, &nb);
-            CHECK(a && b && same_ids(a, na, b, nb, names[k]), "tok512 bin vs saved json on %s", names[k]);
+            CHECK(a && b && rt_same_ids(a, na, b, nb, names[k]), "tok512 bin vs saved json on %s", names[k]);
             free(a), free(b);
         }
         check_roundtrip(t5j, chapter, ch_len, "tok512 saved json");

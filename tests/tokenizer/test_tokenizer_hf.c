@@ -29,21 +29,12 @@ static int32_t *json_ids(const cJSON *arr, size_t *n) {
     return v;
 }
 
-static bool same(const int32_t *a, size_t na, const int32_t *b, size_t nb, const char *what) {
-    size_t i = 0;
-    while (i < na && i < nb && a[i] == b[i]) i++;
-    if (i == na && na == nb) return true;
-    fprintf(stderr, "%s: differ at %zu (lengths %zu vs %zu): %d vs %d\n", what, i, na, nb,
-            i < na ? (int)a[i] : -1, i < nb ? (int)b[i] : -1);
-    return false;
-}
-
 static void check_enc(const rt_tokenizer *t, const char *s, bool bos, const int32_t *want, size_t nw,
                       const char *what) {
     int32_t *ids = NULL;
     size_t n = 0;
     rt_status st = rt_tokenizer_encode(t, s, strlen(s), bos, &ids, &n);
-    CHECK(st == RT_OK && same(ids, n, want, nw, what), "%s", what);
+    CHECK(st == RT_OK && rt_same_ids(ids, n, want, nw, what), "%s", what);
     free(ids);
 }
 
@@ -72,7 +63,7 @@ static void check_reference(const char *model) {
             rt_status st = rt_tokenizer_encode(t, text, tl, false, &ids, &n);
             clock_gettime(CLOCK_MONOTONIC, &t1);
             double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
-            CHECK(st == RT_OK && nw > 1000 && same(ids, n, want, nw, path), "%s %s: %zu ids as the reference "
+            CHECK(st == RT_OK && nw > 1000 && rt_same_ids(ids, n, want, nw, path), "%s %s: %zu ids as the reference "
                   "(%.1f ms for %zu bytes)", model, texts[k], nw, ms, tl);
             char *back = NULL;
             st = ids ? rt_tokenizer_decode(t, ids, n, &back) : RT_EINTERNAL;
