@@ -122,6 +122,16 @@ rt_tensor *rt_grad(rt_ctx *ctx, rt_tensor *t) {
     return t->grad;
 }
 
+rt_tensor *rt_grad_fresh(rt_ctx *ctx, rt_tensor *t, bool *fresh) {
+    *fresh = false;
+    if (!t || !t->requires_grad) return NULL;
+    if (t->grad) return t->grad;
+    t->grad = rt_arena_tensor(ctx->arena, RT_F32, t->ndim, t->shape);
+    if (!t->grad) return rt_ctx_fail(ctx, RT_EINTERNAL, "%s", rt_error_message());
+    *fresh = true;
+    return t->grad;
+}
+
 /* Walks the tape from the newest node down to (excluding) `stop`. */
 static rt_status run_backward(rt_ctx *ctx, rt_node *stop) {
     for (rt_node *n = ctx->tape; n && n != stop; n = n->prev) {

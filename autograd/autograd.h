@@ -89,6 +89,11 @@ rt_node *rt_record(rt_ctx *ctx, const char *op, rt_backward_fn backward, rt_tens
 /* The gradient of t to accumulate into: t->grad, allocated zeroed in the
  * arena on first use; NULL if t does not require grad. */
 rt_tensor *rt_grad(rt_ctx *ctx, rt_tensor *t);
+/* The same for a backward that can overwrite: when t has no gradient yet,
+ * it is allocated UNinitialised and *fresh is set (the caller must write
+ * every element, not add); otherwise *fresh is false and the caller adds.
+ * Saves the memset of a buffer the first contribution fills anyway. */
+rt_tensor *rt_grad_fresh(rt_ctx *ctx, rt_tensor *t, bool *fresh);
 
 /* ---- differentiation ---- */
 

@@ -25,11 +25,26 @@ static rt_tensor *no_kernel(rt_ctx *ctx, const char *op) {
 
 /* ---- add ---- */
 
+/* A residual add's first contribution to a is dy itself: a takes dy's
+ * buffer (as view_backward does), b a copy; later ones accumulate. */
 static void add_backward(rt_ctx *ctx, rt_node *n) {
-    rt_tensor *a = n->in[0], *b = n->in[1], *da = rt_grad(ctx, a), *db = rt_grad(ctx, b);
+    rt_tensor *a = n->in[0], *b = n->in[1];
     int64_t na = rt_numel(a), nb = rt_numel(b);
     const float *dy = n->out->grad->data;
-    if (da) ctx->k->axpy(na, 1.0f, dy, da->data);
+    if (a->requires_grad && !a->grad && a != b) {
+        a->grad = rt_view(ctx, n->out->grad, a->ndim, a->shape);
+        if (!a->grad) return;
+    } else if (a->requires_grad) {
+        rt_tensor *da = rt_grad(ctx, a);
+        if (!da) return;
+        ctx->k->axpy(na, 1.0f, dy, da->data);
+    }
+    bool fresh = false;
+    rt_tensor *db = nb == na ? rt_grad_fresh(ctx, b, &fresh) : rt_grad(ctx, b);
+    if (db && fresh) {
+        ctx->k->copy(db->data, dy, (size_t)nb * sizeof(float));
+        return;
+    }
     if (db) {
         if (nb == na) ctx->k->axpy(na, 1.0f, dy, db->data);
         else ctx->k->sum_rows(na / nb, nb, dy, NULL, db->data);
@@ -113,7 +128,17 @@ rt_tensor *rt_silu(rt_ctx *ctx, rt_tensor *x) {
 }
 
 static void swiglu_backward(rt_ctx *ctx, rt_node *n) {
-    rt_tensor *g = n->in[0], *u = n->in[1], *dg = rt_grad(ctx, g), *du = rt_grad(ctx, u);
+    rt_tensor *g = n->in[0], *u = n->in[1];
+    if (ctx->k->swiglu_bwd_set && g != u && g->requires_grad && u->requires_grad && !g->grad &&
+        !u->grad) { /* the usual case: the first contributions, written without a memset */
+        bool fg, fu;
+        rt_tensor *dg = rt_grad_fresh(ctx, g, &fg), *du = rt_grad_fresh(ctx, u, &fu);
+        if (dg && du)
+            ctx->k->swiglu_bwd_set(rt_numel(g), g->data, u->data, n->out->grad->data, dg->data,
+                                   du->data);
+        return;
+    }
+    rt_tensor *dg = rt_grad(ctx, g), *du = rt_grad(ctx, u);
     if (dg || du)
         ctx->k->swiglu_bwd(rt_numel(g), g->data, u->data, n->out->grad->data,
                            dg ? dg->data : NULL, du ? du->data : NULL);

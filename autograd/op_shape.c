@@ -16,9 +16,18 @@ const char *rt_op_name(rt_op op) {
 
 /* ---- reshape: a view; its gradient flows back unchanged ---- */
 
+/* When x has no gradient yet, the view's gradient becomes x's (same data,
+ * x's shape): no memset, no copy. The view's own gradient is complete when
+ * this runs and nothing reads it afterwards. */
 static void view_backward(rt_ctx *ctx, rt_node *n) {
-    rt_tensor *x = n->in[0], *dx = rt_grad(ctx, x);
-    if (dx) ctx->k->axpy(rt_numel(x), 1.0f, n->out->grad->data, dx->data);
+    rt_tensor *x = n->in[0];
+    if (!x->requires_grad) return;
+    if (!x->grad) {
+        rt_tensor *g = rt_view(ctx, n->out->grad, x->ndim, x->shape);
+        if (g) x->grad = g;
+        return;
+    }
+    ctx->k->axpy(rt_numel(x), 1.0f, n->out->grad->data, x->grad->data);
 }
 
 rt_tensor *rt_reshape(rt_ctx *ctx, rt_tensor *x, int ndim, const int64_t *shape) {

@@ -29,6 +29,8 @@ extern "C" {
     X(ROPE, "rope") \
     X(SILU, "silu") \
     X(SWIGLU, "swiglu") \
+    X(ADD_RMSNORM, "add_rmsnorm") \
+    X(ROPE_QK, "rope_qk") \
     X(SOFTMAX, "softmax") \
     X(LOG_SOFTMAX, "log_softmax") \
     X(ATTENTION, "attention") \
@@ -84,6 +86,17 @@ rt_tensor *rt_rmsnorm(rt_ctx *ctx, rt_tensor *x, rt_tensor *weight, float eps);
 /* x [B, T, H, Dh], pos i32 [B, T] -> x rotated (see kernels.h for the angle
  * and the two pair layouts). */
 rt_tensor *rt_rope(rt_ctx *ctx, rt_tensor *x, rt_tensor *pos, float theta, rt_rope_layout layout);
+
+/* Fused chains (autograd/op_fused.c): the same results as the separate ops
+ * in one pass each way.
+ * x, d [..., D], weight [D]: *sum = x + d (the residual stream, a tensor of
+ * its own that later ops may use), returns rt_rmsnorm(*sum, weight, eps). */
+rt_tensor *rt_add_rmsnorm(rt_ctx *ctx, rt_tensor *x, rt_tensor *d, rt_tensor *weight, float eps,
+                          rt_tensor **sum);
+/* q [B, T, Hq, Dh], k [B, T, Hk, Dh], pos i32 [B, T]: returns rt_rope(q),
+ * *k_out = rt_rope(k), the angles computed once per token. */
+rt_tensor *rt_rope_qk(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *pos, float theta,
+                      rt_rope_layout layout, rt_tensor **k_out);
 
 rt_tensor *rt_silu(rt_ctx *ctx, rt_tensor *x);
 /* silu(gate) * up, same shapes. */

@@ -49,7 +49,9 @@ static void set_shape(rt_tensor *t, rt_dtype dt, int ndim, const int64_t *shape)
 typedef struct {
     char *base;
     size_t size, used;
+    size_t faulted; /* [0, faulted) has been pre-faulted (CPU) */
 } arena_chunk;
+
 
 typedef struct {
     const rt_kernels *k;
@@ -63,6 +65,22 @@ struct rt_arena {
     rt_device device;
     arena_pool data, meta;
 };
+
+/* Pre-faulting runs ahead of the bump pointer by at least this much, so its
+ * parallel region is entered a few times per chunk, not per tensor; the
+ * cost is at most this much resident memory beyond the arena's peak. */
+#define ARENA_PREFAULT_AHEAD ((size_t)32 << 20)
+
+/* Fresh pages of c up to `end` are faulted in by every thread at once
+ * (kernels' prefault) before the tensor that asked for them is written. */
+static void chunk_prefault(const arena_pool *p, arena_chunk *c, size_t end) {
+    if (!p->k->prefault || end <= c->faulted) return;
+    size_t target = c->faulted + ARENA_PREFAULT_AHEAD;
+    if (target < end) target = end;
+    if (target > c->size) target = c->size;
+    p->k->prefault(c->base + c->faulted, target - c->faulted);
+    c->faulted = target;
+}
 
 rt_arena *rt_arena_new(rt_device dev, size_t chunk_bytes) {
     const rt_kernels *k = rt_kernels_for(dev);
@@ -101,6 +119,7 @@ static void *pool_alloc(arena_pool *p, size_t bytes) {
     while (p->cur < p->n_chunks) {
         arena_chunk *c = &p->chunks[p->cur];
         if (c->size - c->used >= bytes) {
+            chunk_prefault(p, c, c->used + bytes);
             void *r = c->base + c->used;
             c->used += bytes;
             pool_note_peak(p);
@@ -139,7 +158,8 @@ static void *pool_alloc(arena_pool *p, size_t bytes) {
     }
     p->reserved += size;
     if (p->n_chunks > 0) p->cur = p->n_chunks;
-    p->chunks[p->n_chunks++] = (arena_chunk){base, size, bytes};
+    p->chunks[p->n_chunks++] = (arena_chunk){base, size, bytes, 0};
+    chunk_prefault(p, &p->chunks[p->n_chunks - 1], bytes);
     pool_note_peak(p);
     return base;
 }

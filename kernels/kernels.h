@@ -193,6 +193,32 @@ typedef struct rt_kernels {
     /* ---- reductions for the optimizer and logging ---- */
     double (*sumsq)(int64_t n, const float *x);        /* sum x^2 in f64 */
     bool (*all_finite)(int64_t n, const float *x);
+
+    /* ---- optional (NULL: the caller does without) ---- */
+    /* Faults in the pages of [p, p + bytes) of fresh memory, in parallel
+     * (the activation arena calls it as its chunks are first used). */
+    void (*prefault)(void *p, size_t bytes);
+
+    /* ---- fused chains (optional: NULL makes the op call the separate
+     *   kernels above; results are the same). "set" outputs are overwritten
+     *   and may be uninitialised, the others accumulate. ----
+     * add_rmsnorm: s = x + d (the residual stream), then y = rmsnorm(s) * w
+     *   and rstd[rows] as rmsnorm; backward: g = ds + d rmsnorm/ds (dy), ds
+     *   (the residual's own gradient) may be NULL; dx and dd get g, either may
+     *   be NULL; dw is rmsnorm_bwd's (called apart). */
+    void (*add_rmsnorm)(int64_t rows, int64_t dim, const float *x, const float *d, const float *w,
+                        float eps, float *s, float *y, float *rstd);
+    void (*add_rmsnorm_bwd)(int64_t rows, int64_t dim, const float *s, const float *w,
+                            const float *rstd, const float *dy, const float *ds, float *dx,
+                            bool set_dx, float *dd, bool set_dd);
+    /* rope of q [B,T,Hq,Dh] and k [B,T,Hk,Dh] at the same positions in one
+     *   pass (angles once per token); either may be NULL; qo/ko set or += */
+    void (*rope_qk)(int64_t B, int64_t T, int64_t Hq, int64_t Hk, int64_t Dh, const float *q,
+                    const float *k, const int32_t *pos, float theta, int layout, bool inverse,
+                    bool set, float *qo, float *ko);
+    /* swiglu_bwd with dgate, dup (both non-NULL) overwritten */
+    void (*swiglu_bwd_set)(int64_t n, const float *gate, const float *up, const float *dy,
+                           float *dgate, float *dup);
 } rt_kernels;
 
 extern const rt_kernels rt_kernels_cpu;

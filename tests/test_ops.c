@@ -1,4 +1,4 @@
-/* retort — the table-driven op test (rows: tests/op_cases_a.c, op_cases_b.c, op_cases_c.c;
+/* retort — the table-driven op test (rows: tests/op_cases_a.c, op_cases_b.c, op_cases_c.c, op_cases_d.c;
  * contract: tests/op_cases.h) plus a few dedicated checks that do not fit a
  * row (checkpoint vs. plain, dropout statistics, error paths).
  *
@@ -620,6 +620,7 @@ int main(int argc, char **argv) {
         {rt_op_cases_a, rt_n_op_cases_a},
         {rt_op_cases_b, rt_n_op_cases_b},
         {rt_op_cases_c, rt_n_op_cases_c},
+        {rt_op_cases_d, rt_n_op_cases_d},
     };
     int n = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) n += files[f].n;

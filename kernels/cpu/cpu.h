@@ -13,6 +13,7 @@ void rt_cpu_copy(void *dst, const void *src, size_t bytes);
 void rt_cpu_convert(int64_t n, const void *src, int src_dtype, void *dst, int dst_dtype);
 double rt_cpu_sumsq(int64_t n, const float *x);
 bool rt_cpu_all_finite(int64_t n, const float *x);
+void rt_cpu_prefault(void *p, size_t bytes);
 
 /* elementwise.c */
 void rt_cpu_add(int64_t n, int64_t nb, const float *a, const float *b, float *out);
@@ -26,6 +27,8 @@ void rt_cpu_silu_bwd(int64_t n, const float *x, const float *dy, float *dx);
 void rt_cpu_swiglu(int64_t n, const float *gate, const float *up, float *y);
 void rt_cpu_swiglu_bwd(int64_t n, const float *gate, const float *up, const float *dy,
                        float *dgate, float *dup);
+void rt_cpu_swiglu_bwd_set(int64_t n, const float *gate, const float *up, const float *dy,
+                           float *dgate, float *dup);
 void rt_cpu_dropout(int64_t n, float p, uint64_t seed, const float *x, float *y);
 void rt_cpu_permute(int ndim, const int64_t *shape, const int *perm, const float *x, float *out);
 
@@ -90,5 +93,15 @@ void rt_cpu_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t 
 /* nf4.c (kernels/nf4.h) */
 void rt_cpu_nf4_dequant_rows(const uint8_t *packed, const struct rt_nf4_state *st, int64_t cols,
                              int64_t r0, int64_t r1, float *out);
+
+/* fused.c */
+void rt_cpu_add_rmsnorm(int64_t rows, int64_t dim, const float *x, const float *d, const float *w,
+                        float eps, float *s, float *y, float *rstd);
+void rt_cpu_add_rmsnorm_bwd(int64_t rows, int64_t dim, const float *s, const float *w,
+                            const float *rstd, const float *dy, const float *ds, float *dx,
+                            bool set_dx, float *dd, bool set_dd);
+void rt_cpu_rope_qk(int64_t B, int64_t T, int64_t Hq, int64_t Hk, int64_t Dh, const float *q,
+                    const float *k, const int32_t *pos, float theta, int layout, bool inverse,
+                    bool set, float *qo, float *ko);
 
 #endif

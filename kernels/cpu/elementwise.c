@@ -158,6 +158,25 @@ void rt_cpu_swiglu(int64_t n, const float *gate, const float *up, float *y) {
         swiglu_span(n - i0 < EW_SPAN ? n - i0 : EW_SPAN, gate + i0, up + i0, y + i0);
 }
 
+/* The first contribution: dgate, dup overwritten (uninitialised before). */
+static RT_CPU_CLONES void swiglu_bwd_set_span(int64_t n, const float *gate, const float *up,
+                                              const float *dy, float *dgate, float *dup) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i], s = sigmoidf(g);
+        dgate[i] = dy[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
+        dup[i] = dy[i] * g * s;
+    }
+}
+
+void rt_cpu_swiglu_bwd_set(int64_t n, const float *gate, const float *up, const float *dy,
+                           float *dgate, float *dup) {
+#pragma omp parallel for schedule(static) if (n >= EW_OMP_MIN)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_SPAN)
+        swiglu_bwd_set_span(n - i0 < EW_SPAN ? n - i0 : EW_SPAN, gate + i0, up + i0, dy + i0,
+                            dgate + i0, dup + i0);
+}
+
 void rt_cpu_swiglu_bwd(int64_t n, const float *gate, const float *up, const float *dy,
                        float *dgate, float *dup) {
     if (!dgate && !dup) return;

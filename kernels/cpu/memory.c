@@ -32,7 +32,37 @@ void *rt_cpu_malloc(size_t bytes) {
 }
 
 void rt_cpu_free(void *p) { free(p); }
-void rt_cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+/* Large buffers (activation gradients) are zeroed by all threads: one
+ * thread's memset is far from the memory bandwidth of two. */
+#define ZERO_PAR_MIN ((size_t)1 << 20)
+#define ZERO_SPAN ((size_t)256 << 10)
+
+void rt_cpu_zero(void *p, size_t bytes) {
+    if (bytes < ZERO_PAR_MIN) {
+        memset(p, 0, bytes);
+        return;
+    }
+    const int64_t spans = (int64_t)((bytes + ZERO_SPAN - 1) / ZERO_SPAN);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < spans; i++) {
+        size_t off = (size_t)i * ZERO_SPAN;
+        memset((char *)p + off, 0, bytes - off < ZERO_SPAN ? bytes - off : ZERO_SPAN);
+    }
+}
+
+/* One write per 4 KiB page, pages split between the threads: the kernel's
+ * zeroing of fresh pages (most of a first training step's extra time, and
+ * slower still in a VM whose host backs guest memory lazily) runs on every
+ * core instead of inside whichever kernel touches the memory first, often
+ * a single-threaded memset. The bytes written are zeros into memory whose
+ * contents are undefined anyway. */
+void rt_cpu_prefault(void *p, size_t bytes) {
+    const size_t page = 4096;
+    char *c = p;
+    const int64_t pages = (int64_t)((bytes + page - 1) / page);
+#pragma omp parallel for schedule(static) if (pages >= 64)
+    for (int64_t i = 0; i < pages; i++) c[(size_t)i * page] = 0;
+}
 void rt_cpu_copy(void *dst, const void *src, size_t bytes) {
     if (dst != src) memmove(dst, src, bytes);
 }

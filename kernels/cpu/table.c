@@ -51,4 +51,9 @@ const rt_kernels rt_kernels_cpu = {
     .kd_topk = rt_cpu_kd_topk,
     .sumsq = rt_cpu_sumsq,
     .all_finite = rt_cpu_all_finite,
+    .prefault = rt_cpu_prefault,
+    .add_rmsnorm = rt_cpu_add_rmsnorm,
+    .add_rmsnorm_bwd = rt_cpu_add_rmsnorm_bwd,
+    .rope_qk = rt_cpu_rope_qk,
+    .swiglu_bwd_set = rt_cpu_swiglu_bwd_set,
 };

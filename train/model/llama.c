@@ -378,13 +378,11 @@ static rt_tensor *block(rt_ctx *ctx, void *user, rt_tensor *x) {
     rt_tensor *q = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_Q], h), 4, qs);
     rt_tensor *k = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_K], h), 4, ks);
     rt_tensor *v = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_V], h), 4, ks);
-    q = rt_rope(ctx, q, a->pos, c->rope_theta, RT_ROPE_HF);
-    k = rt_rope(ctx, k, a->pos, c->rope_theta, RT_ROPE_HF);
+    q = rt_rope_qk(ctx, q, k, a->pos, c->rope_theta, RT_ROPE_HF, &k);
     if (a->cache && k && v) cache_append(ctx, a->cache, a->layer, &k, &v);
     rt_tensor *att = rt_reshape(ctx, rt_attention(ctx, q, k, v, a->seg), 3, xs);
-    x = rt_add(ctx, x, rt_lora_forward(ctx, &L->proj[RT_PROJ_O], att));
-
-    h = rt_rmsnorm(ctx, x, L->post_attention_layernorm, c->rms_norm_eps);
+    h = rt_add_rmsnorm(ctx, x, rt_lora_forward(ctx, &L->proj[RT_PROJ_O], att),
+                       L->post_attention_layernorm, c->rms_norm_eps, &x);
     rt_tensor *g = rt_lora_forward(ctx, &L->proj[RT_PROJ_GATE], h);
     rt_tensor *u = rt_lora_forward(ctx, &L->proj[RT_PROJ_UP], h);
     return rt_add(ctx, x, rt_lora_forward(ctx, &L->proj[RT_PROJ_DOWN], rt_swiglu(ctx, g, u)));
