@@ -52,7 +52,9 @@ def main():
     ap.add_argument("--text", required=True)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
+    ap.add_argument("--mode", choices=["eager", "compile", "bnb4"], default="eager",
+                    help="bnb4: QLoRA, the base quantized to NF4 by bitsandbytes (4-bit training "
+                         "on the CPU; needs bitsandbytes >= 0.49), eager")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
@@ -61,13 +63,21 @@ def main():
     import torch
     import peft
     import transformers
+    if args.mode == "bnb4":
+        import bitsandbytes
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaForCausalLM
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    quant = {}
+    if args.mode == "bnb4":  # QLoRA's recipe: NF4 base, double quantization, f32 compute
+        from transformers import BitsAndBytesConfig
+        quant = dict(device_map="cpu", quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32))
     model = LlamaForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32,
-                                             attn_implementation="sdpa")
+                                             attn_implementation="sdpa", **quant)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                       bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
@@ -95,7 +105,9 @@ def main():
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     print(json.dumps(dict(peer="torch %s transformers %s peft %s" % (
-        torch.__version__, transformers.__version__, peft.__version__), mode=args.mode,
+        torch.__version__, transformers.__version__, peft.__version__) + (
+            " bitsandbytes %s" % bitsandbytes.__version__ if args.mode == "bnb4" else ""),
+        mode=args.mode,
         seq=args.seq, batch=args.batch, threads=torch.get_num_threads(), data=source,
         step_s=[round(t, 3) for t in times], median_s=round(med, 3),
         tokens_per_s=round(args.batch * args.seq / med, 1), warmup_s=round(warm, 1),
