@@ -611,6 +611,46 @@ static void gpu_real_sizes(void) {
     gpu_embedding(G);
 }
 
+/* The fused ops on a device without their fused kernels (the CUDA table
+ * today) take the separate kernels: the same rows on a CPU table with the
+ * fused entries removed must give the fused run's output and gradients
+ * (same arithmetic; 1e-6 leaves room for a vectoriser's summation order). */
+static void check_fused_fallback(case_run *runs, int n) {
+    rt_kernels plain = rt_kernels_cpu;
+    plain.add_rmsnorm = NULL;
+    plain.add_rmsnorm_bwd = NULL;
+    plain.rope_qk = NULL;
+    plain.swiglu_bwd_set = NULL;
+    int checked = 0;
+    for (int k = 0; k < n; k++) {
+        case_run *r = &runs[k];
+        const rt_op_case *c = r->c;
+        if (!r->cpu_ok || (c->op != RT_OP_ADD_RMSNORM && c->op != RT_OP_ROPE_QK && c->op != RT_OP_SWIGLU))
+            continue;
+        rt_ctx *ctx = rt_ctx_new(RT_CPU, 1 << 20);
+        if (!ctx) continue;
+        ctx->k = &plain;
+        rt_tensor *tin[RT_CASE_MAX_IN] = {0};
+        case_result u = {0};
+        float *G = r->G;
+        bool ok = run_case(ctx, c, r->in, &G, tin, &u);
+        CHECK(ok, "unfused %s: %s: %s", rt_op_name(c->op), c->name, rt_error_message());
+        if (ok) {
+            double err = max_abs_rel(u.out, r->cpu.out, u.n_out);
+            for (int i = 0; i < c->n_in; i++)
+                if (c->diff[i])
+                    err = rt_worse(err, max_abs_rel(u.grad[i], r->cpu.grad[i],
+                                                    shape_numel(c->ndim[i], c->shape[i])));
+            CHECK(err <= 1e-6, "unfused %s: %s: differs from the fused kernels by %.3g",
+                  rt_op_name(c->op), c->name, err);
+            checked++;
+        }
+        result_free(&u);
+        rt_ctx_free(ctx);
+    }
+    printf("fused ops without their fused kernels: %d rows agree with the fused run\n", checked);
+}
+
 /* test_ops [SUBSTRING]: with an argument, only the rows whose op or case
  * name contains it (e.g. to run a few rows under a sanitizer). */
 int main(int argc, char **argv) {
@@ -654,6 +694,7 @@ int main(int argc, char **argv) {
     check_errors();
     check_embedding_bounds();
     check_arena_growth();
+    check_fused_fallback(runs, n);
 
 #ifdef RETORT_HAVE_CUDA
     run_gpu(runs, n);
