@@ -80,6 +80,11 @@ def main():
                                              attn_implementation="sdpa", **quant)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                       bias="none", task_type="CAUSAL_LM")
+    n4 = 0
+    if args.mode == "bnb4":  # the base really is 4-bit: count bitsandbytes' NF4 layers
+        n4 = sum(isinstance(m, bitsandbytes.nn.Linear4bit) for m in model.modules())
+        if n4 == 0:
+            sys.exit("peer_cpu.py: bnb4: no bitsandbytes Linear4bit layer after loading")
     model = get_peft_model(model, lora)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -107,7 +112,7 @@ def main():
     print(json.dumps(dict(peer="torch %s transformers %s peft %s" % (
         torch.__version__, transformers.__version__, peft.__version__) + (
             " bitsandbytes %s" % bitsandbytes.__version__ if args.mode == "bnb4" else ""),
-        mode=args.mode,
+        mode=args.mode, nf4_layers=n4,
         seq=args.seq, batch=args.batch, threads=torch.get_num_threads(), data=source,
         step_s=[round(t, 3) for t in times], median_s=round(med, 3),
         tokens_per_s=round(args.batch * args.seq / med, 1), warmup_s=round(warm, 1),
