@@ -52,7 +52,6 @@ typedef struct {
     size_t faulted; /* [0, faulted) has been pre-faulted (CPU) */
 } arena_chunk;
 
-
 typedef struct {
     const rt_kernels *k;
     size_t chunk_bytes;
