@@ -93,7 +93,77 @@ static int family_by_name(const char *name, rt_chat_template *out) {
     return -1;
 }
 
+/* The tokenizer's string for a special id (llama2.c pieces lose their "\n"
+ * wrapping), or dflt. */
+static const char *special_str(const rt_tokenizer *tok, int id, const char *dflt, char *buf, size_t cap) {
+    if (!tok || id < 0 || !tok->piece[id]) return dflt;
+    const char *p = tok->piece[id];
+    size_t n = (size_t)tok->piece_len[id];
+    while (n && (*p == '\n' || *p == ' ')) p++, n--;
+    while (n && (p[n - 1] == '\n' || p[n - 1] == ' ')) n--;
+    if (n == 0 || n >= cap) return dflt;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The BOS / EOS strings a family renders as text (NULL: it renders none). */
+static const char *family_bos(int f, const rt_tokenizer *tok, char *buf, size_t cap) {
+    if (f != RT_CHAT_LLAMA3 && f != RT_CHAT_MISTRAL && f != RT_CHAT_LLAMA2 && f != RT_CHAT_GEMMA) return NULL;
+    return special_str(tok, tok ? tok->bos : -1, f == RT_CHAT_LLAMA3 ? "<|begin_of_text|>"
+                       : f == RT_CHAT_GEMMA ? "<bos>" : "<s>", buf, cap);
+}
+
+static const char *family_eos(int f, const rt_tokenizer *tok, char *buf, size_t cap) {
+    if (f != RT_CHAT_MISTRAL && f != RT_CHAT_LLAMA2 && f != RT_CHAT_PHI3) return NULL;
+    return special_str(tok, tok ? tok->eos : -1, f == RT_CHAT_PHI3 ? "<|endoftext|>" : "</s>", buf, cap);
+}
+
+/* The family's turn markers, and the BOS/EOS strings it renders, must each
+ * be one token of tok (an added/special token matched in the text):
+ * otherwise they would be tokenized as plain text and the model trained on a
+ * format it never saw. [INST]/[/INST] are plain text in Llama 2 / Mistral v1
+ * vocabularies, so those families have no turn markers. */
+static rt_status markers_in_vocab(int family, const rt_tokenizer *tok) {
+    static const char *const markers[RT_CHAT_N_FAMILIES][5] = {
+        [RT_CHAT_LLAMA3] = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
+        [RT_CHAT_CHATML] = {"<|im_start|>", "<|im_end|>"},
+        [RT_CHAT_QWEN3] = {"<|im_start|>", "<|im_end|>"},
+        [RT_CHAT_GEMMA] = {"<start_of_turn>", "<end_of_turn>"},
+        [RT_CHAT_PHI3] = {"<|system|>", "<|user|>", "<|assistant|>", "<|end|>"},
+    };
+    char bb[64], eb[64];
+    const char *all[7] = {0};
+    for (int k = 0; k < 5; k++) all[k] = markers[family][k];
+    all[5] = family_bos(family, tok, bb, sizeof bb), all[6] = family_eos(family, tok, eb, sizeof eb);
+    for (int k = 0; k < 7; k++) {
+        const char *s = all[k];
+        if (!s) continue;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        rt_status st = rt_tokenizer_encode(tok, s, strlen(s), false, &ids, &n);
+        int id = n == 1 ? ids[0] : -1;
+        free(ids);
+        RT_TRY(st);
+        if (id < 0)
+            return rt_errorf(RT_EINPUT, "chat_template %s: the tokenizer %s has no token \"%s\" (it would be "
+                             "tokenized as %zu pieces of plain text); use the tokenizer's own template "
+                             "(chat_template: tokenizer_default) or one whose markers it has (retort does not add "
+                             "tokens)", family_names[family], rt_tokenizer_path(tok), s, n);
+    }
+    return RT_OK;
+}
+
+static rt_status template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out);
+
 rt_status rt_chat_template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out) {
+    RT_TRY(template_get(name, tok, out));
+    rt_status st = tok ? markers_in_vocab(out->family, tok) : RT_OK;
+    if (st != RT_OK) rt_chat_template_clear(out);
+    return st;
+}
+
+static rt_status template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out) {
     memset(out, 0, sizeof *out);
     static const char fb[] = "tokenizer_default_fallback_";
     bool own = !name || !*name || !strcmp(name, "tokenizer_default") || !strncmp(name, fb, sizeof fb - 1);
@@ -159,27 +229,10 @@ static void trim(const char **s, size_t *len) {
     while (*len && isspace((unsigned char)(*s)[*len - 1])) (*len)--;
 }
 
-/* The tokenizer's string for a special id (llama2.c pieces lose their "\n"
- * wrapping), or dflt. */
-static const char *special_str(const rt_tokenizer *tok, int id, const char *dflt, char *buf, size_t cap) {
-    if (!tok || id < 0 || !tok->piece[id]) return dflt;
-    const char *p = tok->piece[id];
-    size_t n = (size_t)tok->piece_len[id];
-    while (n && (*p == '\n' || *p == ' ')) p++, n--;
-    while (n && (p[n - 1] == '\n' || p[n - 1] == ' ')) n--;
-    if (n == 0 || n >= cap) return dflt;
-    memcpy(buf, p, n);
-    buf[n] = '\0';
-    return buf;
-}
-
 static rt_status render_msgs(const rt_chat_template *ct, const rt_tokenizer *tok, const rt_chat_msg *m,
                              int n, bool gen, render *r) {
     char bb[64], eb[64];
-    const char *bos = special_str(tok, tok ? tok->bos : -1, ct->family == RT_CHAT_LLAMA3 ? "<|begin_of_text|>"
-                                  : ct->family == RT_CHAT_GEMMA ? "<bos>" : "<s>", bb, sizeof bb);
-    const char *eos = special_str(tok, tok ? tok->eos : -1, ct->family == RT_CHAT_PHI3 ? "<|endoftext|>" : "</s>",
-                                  eb, sizeof eb);
+    const char *bos = family_bos(ct->family, tok, bb, sizeof bb), *eos = family_eos(ct->family, tok, eb, sizeof eb);
     int sys = -1, first_user = -1, last_user = -1;
     for (int i = 0; i < n; i++) {
         int b = rt_chat_role_bit(m[i].role);

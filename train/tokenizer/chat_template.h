@@ -99,7 +99,15 @@ const char *rt_chat_template_names(void);
  * or else uses <name>; a family name (or axolotl's aliases qwen_25 ->
  * chatml with Qwen's default system message, mistral_v1 -> mistral) selects
  * it. Errors: RT_EINPUT when the tokenizer has no template or it is not
- * recognised, or the name is unknown (the message lists the names). *out is
+ * recognised, or the name is unknown (the message lists the names), or when
+ * tok lacks one of the family's turn markers as a single token (llama3
+ * <|start_header_id|> <|end_header_id|> <|eot_id|>; chatml/qwen3 <|im_start|>
+ * <|im_end|>; gemma <start_of_turn> <end_of_turn>; phi_3 <|system|> <|user|>
+ * <|assistant|> <|end|>; none for mistral/llama2, whose [INST] is text) or
+ * the BOS/EOS string the family renders (llama3, mistral, llama2, gemma:
+ * BOS; mistral, llama2, phi_3: EOS; a llama2.c tokenizer.bin matches no
+ * special string in text), naming the marker and rt_tokenizer_path(tok).
+ * *out is
  * owned by the caller (rt_chat_template_clear). */
 rt_status rt_chat_template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out);
 void rt_chat_template_clear(rt_chat_template *ct);

@@ -679,6 +679,7 @@ rt_status rt_tokenizer_load(const char *path, rt_tokenizer **out) {
     if (!t) return rt_tok_oom();
     t->bos = t->eos = t->unk = -1;
     rt_status st = load_any(t, path);
+    if (st == RT_OK && !(t->path = strdup(path))) st = rt_tok_oom();
     if (st == RT_OK) st = rt_tok_finish(t);
     if (st != RT_OK) { rt_tokenizer_free(t); return st; }
     *out = t;
