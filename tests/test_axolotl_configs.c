@@ -223,6 +223,9 @@ int main(void) {
     CHECK(rc == 2 && has(err, "group_by_length"), "group_by_length true: exit 2");
     rc = rt_run(NULL, err, "finetune %s special_tokens.pad_token='<|pad|>'", p1);
     CHECK(rc == 2 && has(err, "special_tokens.pad_token") && has(err, "<|pad|>"), "unknown special token: exit 2");
+    /* axolotl would make "<s>" the EOS; retort keeps the tokenizer's own, so another one is an error */
+    rc = rt_run(NULL, err, "finetune %s special_tokens.eos_token='<s>'", p1);
+    CHECK(rc == 2 && has(err, "special_tokens.eos_token") && has(err, "not the EOS"), "eos_token not the EOS: exit 2");
 
     /* finetune --help: keys with type and default from the parser's table. */
     const char *out = rt_tmp("help.txt");

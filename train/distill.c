@@ -52,19 +52,26 @@ static rt_tensor *online_teacher(rt_ctx *ctx, rt_distill_loss *L, rt_tensor *ids
     return t;
 }
 
+/* Adds a scalar loss term's value into the reported part i. */
+static rt_tensor *report(rt_ctx *ctx, rt_distill_loss *L, int i, rt_tensor *t) {
+    float v;
+    if (t && rt_to_host(ctx, t, &v) == RT_OK) L->parts.sum[i] += v;
+    return t;
+}
+
 rt_tensor *rt_distill_loss_fn(rt_ctx *ctx, void *user, rt_llama *m, const rt_batch *b,
                               rt_tensor *ids, rt_tensor *pos, rt_tensor *seg, rt_tensor *labels,
                               float denom) {
     rt_distill_loss *L = user;
     rt_tensor *logits = rt_llama_forward(ctx, m, ids, pos, seg);
     /* kd_ratio 0 is plain fine-tuning: the same graph, no teacher */
-    if (L->kd_ratio == 0.0f) return rt_cross_entropy(ctx, logits, labels, denom);
+    if (L->kd_ratio == 0.0f) return report(ctx, L, 0, rt_cross_entropy(ctx, logits, labels, denom));
     if (!logits) return NULL;
     rt_tensor *tid = NULL;
     rt_tensor *t = L->cache ? cached_teacher(ctx, L, b, &tid) : online_teacher(ctx, L, ids, pos, seg, &tid);
-    rt_tensor *kd = rt_kd_loss(ctx, logits, t, tid, labels, L->kind, L->beta, L->temperature, denom);
+    rt_tensor *kd = report(ctx, L, 1, rt_kd_loss(ctx, logits, t, tid, labels, L->kind, L->beta, L->temperature, denom));
     if (L->kd_ratio == 1.0f) return kd;
-    rt_tensor *ce = rt_cross_entropy(ctx, logits, labels, denom);
+    rt_tensor *ce = report(ctx, L, 0, rt_cross_entropy(ctx, logits, labels, denom));
     return rt_add(ctx, rt_scale(ctx, ce, 1.0f - L->kd_ratio), rt_scale(ctx, kd, L->kd_ratio));
 }
 
@@ -231,7 +238,8 @@ rt_status rt_distill_setup(const rt_recipe *r, rt_dist *d, rt_distill *s) {
     if (d->rank == 0) RT_TRY(teacher_eval(s));
     s->loss = (rt_distill_loss){.teacher = s->teacher, .kd_ratio = (float)r->kd_ratio,
                                 .beta = (float)r->kd_beta, .temperature = (float)r->kd_temperature,
-                                .kind = kd_kind(r->kd_loss), .top_k = r->kd_top_k};
+                                .kind = kd_kind(r->kd_loss), .top_k = r->kd_top_k,
+                                .parts.name = {r->kd_ratio < 1 ? "loss_ce" : NULL, r->kd_ratio > 0 ? "loss_kd" : NULL}};
     if (r->teacher_logits == RT_RECIPE_TEACHER_CACHE && r->kd_ratio > 0) {
         RT_TRY(open_cache(s));
         s->loss.cache = s->cache;
@@ -248,7 +256,8 @@ static rt_status save_student(void *user, rt_llama *m, const char *dir) {
 rt_status rt_distill_train(rt_distill *s, rt_train_result *res) {
     rt_train_job job = {.recipe = s->recipe, .dist = s->dist, .device = s->device, .model = s->student,
                         .train = s->train, .val = s->val, .loss = rt_distill_loss_fn,
-                        .loss_user = &s->loss, .save = save_student, .save_user = s};
+                        .loss_user = &s->loss, .save = save_student, .save_user = s,
+                        .parts = &s->loss.parts};
     return rt_train(&job, res);
 }
 

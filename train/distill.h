@@ -62,9 +62,13 @@ typedef struct {
     int32_t *host_ids;          /* scratch for cache lookups [B*T*k]; owned */
     float *host_logp;
     int64_t host_cap;
+    rt_loss_parts parts;        /* "loss_ce", "loss_kd": the unmixed terms, for metrics.jsonl */
 } rt_distill_loss;
 
-/* An rt_loss_fn (train/trainer.h): user is an rt_distill_loss. */
+/* An rt_loss_fn (train/trainer.h): user is an rt_distill_loss. Adds the
+ * unmixed CE and KD values of the micro-batch into user->parts (sum[0]: CE,
+ * sum[1]: KD; only the terms the graph computes: kd_ratio 0 has no KD,
+ * kd_ratio 1 no CE), so loss = (1 - kd_ratio) * loss_ce + kd_ratio * loss_kd. */
 rt_tensor *rt_distill_loss_fn(rt_ctx *ctx, void *user, rt_llama *m, const rt_batch *b,
                               rt_tensor *ids, rt_tensor *pos, rt_tensor *seg, rt_tensor *labels,
                               float denom);

@@ -51,10 +51,19 @@ rt_status rt_finetune_check_special_tokens(const rt_recipe *r, const rt_tokenize
     const char *names[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     const char *vals[4] = {r->special_tokens.bos_token, r->special_tokens.eos_token,
                            r->special_tokens.unk_token, r->special_tokens.pad_token};
-    for (int k = 0; k < 4; k++)
-        if (vals[k] && *vals[k] && rt_tokenizer_special_id(tok, vals[k]) < 0)
+    int own[2] = {rt_tokenizer_bos(tok), rt_tokenizer_eos(tok)};
+    for (int k = 0; k < 4; k++) {
+        if (!vals[k] || !*vals[k]) continue;
+        int id = rt_tokenizer_special_id(tok, vals[k]);
+        if (id < 0)
             return rt_errorf(RT_EINPUT, "special_tokens.%s: \"%s\" is not a token of %s (retort does not add "
                              "tokens to a vocabulary)", names[k], vals[k], tpath);
+        /* axolotl would make it the tokenizer's BOS/EOS; retort keeps the tokenizer's own */
+        if (k < 2 && id != own[k])
+            return rt_errorf(RT_EINPUT, "special_tokens.%s: \"%s\" (id %d) is not the %s of %s (id %d); retort "
+                             "uses the tokenizer's own BOS/EOS (changing them is not implemented)", names[k],
+                             vals[k], id, k ? "EOS" : "BOS", tpath, own[k]);
+    }
     return RT_OK;
 }
 

@@ -24,8 +24,10 @@ rt_status rt_finetune_model(const rt_recipe *r, const rt_dist *d, rt_device dev,
                             rt_tokenizer **tok);
 
 /* axolotl's special_tokens: each given one must be a token of tok (an
- * added/special token, or a llama2.c special such as "<s>"). Errors:
- * RT_EINPUT naming the key, the string and the tokenizer path. */
+ * added/special token, or a llama2.c special such as "<s>"), and bos_token /
+ * eos_token must be tok's own BOS / EOS (axolotl would switch the tokenizer
+ * to them; retort does not). Errors: RT_EINPUT naming the key, the string
+ * and the tokenizer path. */
 rt_status rt_finetune_check_special_tokens(const rt_recipe *r, const rt_tokenizer *tok, const char *tpath);
 
 #endif

@@ -52,12 +52,22 @@ void rt_metrics_train(rt_metrics *m, int64_t step, int64_t total, double loss, d
     bool nonfinite = !isfinite(loss) || !isfinite(lr) || !isfinite(grad_norm) || !isfinite(tokens_per_s);
     struct rusage ru;
     double peak_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+    for (int i = 0; m->parts && i < RT_LOSS_PARTS; i++)
+        if (m->parts->name[i]) nonfinite |= !isfinite(m->parts->sum[i]);
     fprintf(m->jsonl, "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s%s%s",
             (long long)step, jnum(a, sizeof a, "%.6f", loss), jnum(b, sizeof b, "%.6g", lr),
             jnum(c, sizeof c, "%.6f", grad_norm), jnum(d, sizeof d, "%.1f", tokens_per_s),
             nonfinite ? ",\"nonfinite\":true" : "", skipped ? ",\"skipped\":true" : "");
     if (m->steps_per_epoch > 0) fprintf(m->jsonl, ",\"epoch\":%.4f", (double)step / m->steps_per_epoch);
-    fprintf(m->jsonl, ",\"skipped_steps\":%lld,\"peak_mem_mb\":%.1f}\n", (long long)skipped_total, peak_mb);
+    fprintf(m->jsonl, ",\"skipped_steps\":%lld,\"peak_mem_mb\":%.1f", (long long)skipped_total, peak_mb);
+    for (int i = 0; m->parts && i < RT_LOSS_PARTS; i++) {
+        double v = m->parts->sum[i];
+        if (!m->parts->name[i]) continue;
+        fprintf(m->jsonl, ",\"%s\":%s", m->parts->name[i], jnum(a, sizeof a, "%.6f", v));
+        if (isfinite(v))
+            push(&m->part_step[i], &m->part_loss[i], &m->n_part[i], &m->cap_part[i], (double)step, v);
+    }
+    fprintf(m->jsonl, "}\n");
     fflush(m->jsonl);
     if (!isfinite(loss)) loss = NAN; /* kept out of loss.svg below */
     if (isfinite(loss)) push(&m->train_step, &m->train_loss, &m->n_train, &m->cap_train, (double)step, loss);
@@ -123,6 +133,12 @@ rt_status rt_metrics_svg(const rt_metrics *m, const char *output_dir) {
         y0 = fmin(y0, m->val_loss[i]);
         y1 = fmax(y1, m->val_loss[i]);
     }
+    for (int p = 0; p < RT_LOSS_PARTS; p++)
+        for (int64_t i = 0; i < m->n_part[p]; i++) {
+            x1 = fmax(x1, m->part_step[p][i]);
+            y0 = fmin(y0, m->part_loss[p][i]);
+            y1 = fmax(y1, m->part_loss[p][i]);
+        }
     if (!(y1 > y0)) y0 = 0, y1 = y1 > 0 ? y1 : 1;
     double pad = 0.05 * (y1 - y0);
     y0 -= pad, y1 += pad;
@@ -141,7 +157,17 @@ rt_status rt_metrics_svg(const rt_metrics *m, const char *output_dir) {
     polyline(f, m->train_step, m->train_loss, m->n_train, x0, x1, y0, y1, "#1f77b4");
     polyline(f, m->val_step, m->val_loss, m->n_val, x0, x1, y0, y1, "#d62728");
     fprintf(f, "<text x=\"480\" y=\"36\" fill=\"#1f77b4\">train loss</text>\n"
-               "<text x=\"480\" y=\"50\" fill=\"#d62728\">validation loss</text>\n</svg>\n");
+               "<text x=\"480\" y=\"50\" fill=\"#d62728\">validation loss</text>\n");
+    /* the parts (distillation: CE and KD), dashed, each with its metrics.jsonl name */
+    static const char *part_color[RT_LOSS_PARTS] = {"#2ca02c", "#9467bd"};
+    for (int p = 0, row = 0; p < RT_LOSS_PARTS; p++) {
+        if (m->n_part[p] == 0 || !m->parts || !m->parts->name[p]) continue;
+        fprintf(f, "<g id=\"%s\" stroke-dasharray=\"4 2\">\n", m->parts->name[p]);
+        polyline(f, m->part_step[p], m->part_loss[p], m->n_part[p], x0, x1, y0, y1, part_color[p]);
+        fprintf(f, "</g>\n<text x=\"480\" y=\"%d\" fill=\"%s\">train %s</text>\n", 64 + 14 * row++,
+                part_color[p], m->parts->name[p]);
+    }
+    fprintf(f, "</svg>\n");
     return fclose(f) == 0 ? RT_OK : rt_errorf(RT_EINPUT, "%s: write failed", path);
 }
 
@@ -151,5 +177,9 @@ void rt_metrics_close(rt_metrics *m) {
     free(m->train_loss);
     free(m->val_step);
     free(m->val_loss);
+    for (int p = 0; p < RT_LOSS_PARTS; p++) {
+        free(m->part_step[p]);
+        free(m->part_loss[p]);
+    }
     memset(m, 0, sizeof *m);
 }

@@ -1099,7 +1099,7 @@ static const struct {
     {"fp16", "CUDA: fp16 mixed precision; CPU: f32 (a note)"},
     {"tf32", "CUDA: TF32 matmuls; CPU: f32 (a note)"},
     {"lora_target_linear", "true: LoRA on every linear projection (all-linear)"},
-    {"special_tokens", "bos/eos/unk/pad strings; each must be a token of the tokenizer"},
+    {"special_tokens", "bos/eos: the tokenizer's own BOS/EOS; unk/pad: tokens of it (no tokens are added)"},
     {"evals_per_epoch", "evaluations per epoch (instead of eval_steps)"},
     {"saves_per_epoch", "checkpoints per epoch (instead of save_steps)"},
     {"eval_strategy", "steps, epoch or no"},

@@ -42,7 +42,7 @@
 {"tokenizer_config", RT_AXK_IMPLEMENTED, NULL, "same as tokenizer (the tokenizer's path)"},
 {"train_on_inputs", RT_AXK_IMPLEMENTED, NULL, "alpaca/chat datasets: prompt tokens trained too"},
 {"chat_template", RT_AXK_IMPLEMENTED, NULL, "chat datasets' template: tokenizer_default, llama3, chatml, qwen3, mistral, llama2, gemma, phi_3, qwen_25, mistral_v1, tokenizer_default_fallback_*"},
-{"special_tokens", RT_AXK_IMPLEMENTED, NULL, "bos/eos/unk/pad must be tokens of the tokenizer (retort does not add tokens)"},
+{"special_tokens", RT_AXK_IMPLEMENTED, NULL, "bos/eos must be the tokenizer's own BOS/EOS, unk/pad tokens of it (retort neither adds tokens nor changes BOS/EOS)"},
 {"bf16", RT_AXK_IMPLEMENTED, NULL, "CUDA: mixed precision (CUDA backend); CPU: one note, training runs in f32"},
 {"fp16", RT_AXK_IMPLEMENTED, NULL, "CUDA: mixed precision (CUDA backend); CPU: one note, training runs in f32"},
 {"tf32", RT_AXK_IMPLEMENTED, NULL, "CUDA: mixed precision (CUDA backend); CPU: one note, training runs in f32"},

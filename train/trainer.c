@@ -444,6 +444,7 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
         double t0 = now_s();
         float denom = (float)rt_data_step_targets(job->train, &plan, step) / (float)d->world;
         double loss_sum = 0;
+        if (job->parts) memset(job->parts->sum, 0, sizeof job->parts->sum);
         for (int micro = 0; micro < r->gradient_accumulation_steps && s == RT_OK; micro++) {
             accum_begin(&acc, &job->model->params, micro);
             s = micro_step(job, ctx, &b, &plan, step, micro, denom, &loss_sum);
@@ -452,6 +453,10 @@ static rt_status run(const rt_train_job *job, rt_ctx *ctx, optimizer *o, rt_metr
         if (s != RT_OK) break;
         double loss = loss_sum / d->world;
         if ((s = rt_dist_allreduce_sum_f64(d, &loss, 1)) != RT_OK) break;
+        if (job->parts) { /* averaged over ranks like the loss */
+            for (int i = 0; i < RT_LOSS_PARTS; i++) job->parts->sum[i] /= d->world;
+            if ((s = rt_dist_allreduce_sum_f64(d, job->parts->sum, RT_LOSS_PARTS)) != RT_OK) break;
+        }
         float lr = rt_lr_at(lr_kind(r->lr_scheduler), (float)r->learning_rate, step, warmup, total);
         float norm = NAN;
         if (isfinite(loss)) s = optimizer_step(o, job, lr, o->updates + 1, &norm);
@@ -532,6 +537,7 @@ rt_status rt_train(const rt_train_job *job, rt_train_result *res) {
         snprintf(path, sizeof path, "%s/recipe.yaml", r->output_dir);
         RT_TRY(rt_recipe_save(r, path));
         RT_TRY(rt_metrics_open(&mx, r->output_dir, r->resume_from_checkpoint[0] != '\0'));
+        mx.parts = job->parts;
     }
     rt_ctx *ctx = rt_ctx_new(job->device, 0);
     optimizer o;

@@ -15,6 +15,7 @@
 
 #include "dist/dist.h"
 #include "train/data/data.h"
+#include "train/metrics.h"
 #include "train/model/llama.h"
 #include "train/recipe.h"
 
@@ -37,6 +38,7 @@ typedef struct {
     void *loss_user;
     rt_save_fn save;
     void *save_user;
+    rt_loss_parts *parts;          /* NULL, or parts the loss function adds into (metrics.h) */
 } rt_train_job;
 
 typedef struct {

@@ -40,10 +40,9 @@ int main(void) {
     char *two = gen(extra, &rc);
     CHECK(rc == 0 && two && !strncmp(two, "Once upon a time", 16) && strstr(two, "\nThe dog"), "prompts file: %s",
           two ? two : "");
-    /* --chat: the reply only, no template markers */
+    /* --chat with a template whose markers stories260K's tokenizer lacks: an error naming the marker */
     char *chat = gen("--prompt Hi --chat --chat-template chatml --system 'Be brief.' --temperature 0", &rc);
-    CHECK(rc == 0 && chat && !strstr(chat, "<|im_start|>") && !strstr(chat, "Be brief"), "chat reply: %s",
-          chat ? chat : "");
+    CHECK(rc == 2, "--chat-template chatml on tok512.bin (no <|im_start|> token): exit %d", rc);
     free(gen("--prompt Hi --chat", &rc));
     CHECK(rc == 2, "--chat without a template on a tokenizer that has none: exit 2");
     free(greedy), free(top1), free(rep), free(st), free(esc), free(two), free(chat);

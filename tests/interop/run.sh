@@ -78,6 +78,14 @@ if [ ! -f "$venv/.complete" ]; then
   echo "interop: made $venv in $(( $(date +%s) - t0 )) s"
 fi
 
+# The llama-cpp-python sdist itself, kept for test_chat_templates.py (the real
+# Hugging Face chat templates llama.cpp vendors); fetched once when PyPI answers.
+sdist_pin=$(grep -h '^llama-cpp-python==' "${reqs[@]}" | head -1 || true)
+if [ -n "$sdist_pin" ] && [ ! -f "$wheels/llama_cpp_python-${sdist_pin#*==}.tar.gz" ] && pypi_reachable >/dev/null; then
+  "$venv/bin/pip" download --quiet --no-deps --no-binary :all: "$sdist_pin" -d "$wheels" ||
+    echo "interop: could not fetch the $sdist_pin sdist (test_chat_templates.py will skip)"
+fi
+
 export RETORT_INTEROP_TABLE=${RETORT_INTEROP_TABLE:-$root/build/interop-table.txt}
 cd "$root"
 set +e

@@ -32,6 +32,43 @@ def test_peft_loads_retort_adapter(work, stories_hf, retort_adapter, text_file):
     record("PEFT logits of retort's adapter (stories260K, f32)", rel_err(got, ref), TOL)
 
 
+def test_adapter_config_keys_match_peft(work, stories_hf, retort_adapter):
+    """retort's adapter_config.json uses PEFT's key names and value forms:
+    every key is one that the pinned PEFT's LoraConfig.save_pretrained writes,
+    with a value of the same JSON type, and peft_version / revision as PEFT
+    writes them (the version string of the release whose layout it is)."""
+    import json
+    import peft
+    from peft import LoraConfig
+    ours = json.loads((retort_adapter / "adapter_config.json").read_text())
+    cfg = LoraConfig(r=ours["r"], lora_alpha=ours["lora_alpha"], lora_dropout=ours["lora_dropout"],
+                     target_modules=ours["target_modules"], task_type="CAUSAL_LM",
+                     base_model_name_or_path=str(stories_hf), inference_mode=True)  # as PeftModel saves
+    out = work / "peft-config-only"
+    cfg.save_pretrained(out)
+    theirs = json.loads((out / "adapter_config.json").read_text())
+    unknown = sorted(set(ours) - set(theirs))
+    assert not unknown, f"keys PEFT {peft.__version__} does not write: {unknown}"
+    kind = lambda v: "null" if v is None else "number" if isinstance(v, (int, float)) and not isinstance(v, bool) \
+        else type(v).__name__
+    differ = {k: (ours[k], theirs[k]) for k in ours
+              if kind(ours[k]) != kind(theirs[k]) or (kind(ours[k]) == "dict" and ours[k] != theirs[k])}
+    assert not differ, f"values of another form than PEFT's: {differ}"
+    for k in ("peft_version", "revision", "peft_type", "task_type", "target_modules", "r", "lora_alpha",
+              "lora_dropout", "base_model_name_or_path"):
+        assert k in ours, f"retort's adapter_config.json lacks {k}"
+    assert ours["peft_version"] == theirs["peft_version"] == peft.__version__, \
+        f"peft_version {ours['peft_version']!r}, PEFT writes {theirs['peft_version']!r}"
+    assert ours["revision"] is None and theirs["revision"] is None
+    for k in ("lora_alpha", "lora_dropout"):  # written as given: 0.05, not 0.05000000074505806
+        assert repr(ours[k]) == repr(theirs[k]), f"{k}: {ours[k]!r} vs PEFT's {theirs[k]!r}"
+    # the defaults PEFT writes for what retort does not implement are what retort writes
+    same = {k: (ours[k], theirs[k]) for k in ours if k not in ("base_model_name_or_path", "target_modules")
+            and ours[k] != theirs[k]}
+    assert not same, f"values that differ from PEFT's for the same LoraConfig: {same}"
+    record(f"adapter_config.json keys/values as PEFT {peft.__version__} writes ({len(ours)} keys)", 0.0, 0.0)
+
+
 def train_peft_adapter(base_dir, out_dir, steps=8):
     """A LoRA adapter trained a few AdamW steps by PEFT on Moby-Dick: rank 4,
     alpha 16, on q_proj, v_proj and down_proj only, saved by save_pretrained."""

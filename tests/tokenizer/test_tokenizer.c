@@ -224,6 +224,11 @@ int main(void) {
     CHECK(rt_tokenizer_bos(lj) == 1 && rt_tokenizer_eos(lj) == 2 && rt_tokenizer_adds_bos(lj), "llama2 bos");
     CHECK(rt_tokenizer_bos(lb) == 1 && rt_tokenizer_eos(lb) == 2 && rt_tokenizer_adds_bos(lb), "bin bos");
     CHECK(rt_tokenizer_eos(g2) == 50256 && !rt_tokenizer_adds_bos(g2), "gpt2 eos / no bos");
+    {   /* encoder.json named directly: "model" is one of its tokens, not a tokenizer.json */
+        rt_tokenizer *g2f = load("tokenizers/gpt2/encoder.json");
+        CHECK(g2f && rt_tokenizer_vocab_size(g2f) == 50257, "gpt2 encoder.json file loads as GPT-2 BPE");
+        rt_tokenizer_free(g2f);
+    }
 
     /* Hand-checked ids. Llama-2: "▁Hello"=15043, "▁world"=3186. tok512 ids
      * traced with a naive transliteration of run.c encode() (pieces shown). */

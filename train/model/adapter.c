@@ -99,8 +99,15 @@ rt_status rt_adapter_save(const rt_llama *m, const char *dir, const char *base_m
     cJSON_AddNullToObject(c, "layers_to_transform");
     cJSON_AddObjectToObject(c, "rank_pattern");
     cJSON_AddObjectToObject(c, "alpha_pattern");
-    /* the adapter_config.json layout of this PEFT release (peft/tuners/lora/config.py) */
-    cJSON_AddStringToObject(c, "peft_version", "0.17.0");
+    cJSON_AddBoolToObject(c, "lora_bias", false);
+    cJSON_AddNullToObject(c, "layers_pattern");
+    cJSON_AddNullToObject(c, "exclude_modules");
+    cJSON_AddNullToObject(c, "target_parameters");
+    /* The PEFT release whose adapter_config.json keys and value forms these
+     * are (LoraConfig of peft 0.21.2, the pin of tests/interop, whose
+     * test_peft.py compares them with a config PEFT saves); PEFT writes its
+     * __version__ here and keeps a loaded file's value as it is. */
+    cJSON_AddStringToObject(c, "peft_version", "0.21.2");
     char *text = cJSON_Print(c);
     cJSON_Delete(c);
     if (!text) return rt_errorf(RT_EINTERNAL, "out of memory");

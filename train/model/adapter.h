@@ -1,7 +1,8 @@
 /* retort — LoRA adapters in Hugging Face PEFT's on-disk format:
  * adapter_config.json (peft_type "LORA", task_type "CAUSAL_LM", r,
  * lora_alpha, lora_dropout, target_modules, use_rslora, bias "none",
- * base_model_name_or_path, revision, peft_version) and
+ * base_model_name_or_path, revision null, peft_version "0.21.2": the keys and
+ * value forms PEFT 0.21.2 writes, checked by tests/interop/test_peft.py) and
  * adapter_model.safetensors with keys
  * base_model.model.model.layers.N.<module>.lora_A.weight [r, in] and
  * ...lora_B.weight [out, r] (f32). Keys always refer to the HF layout of

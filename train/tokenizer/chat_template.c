@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const family_names[RT_CHAT_N_FAMILIES] = {"llama3", "chatml", "qwen3", "mistral",
                                                              "llama2", "gemma",  "phi_3"};
@@ -19,6 +20,7 @@ const char *rt_chat_template_names(void) {
 
 void rt_chat_template_clear(rt_chat_template *ct) {
     free(ct->default_system);
+    free(ct->llama_date);
     memset(ct, 0, sizeof *ct);
 }
 
@@ -65,10 +67,30 @@ static char *chatml_default_system(const char *src) {
     return NULL;
 }
 
+/* Llama 3.1+ "Today Date": today's date where the template calls
+ * strftime_now, else its date_string default. NULL when the template has no
+ * knowledge-date header. */
+static char *llama_date(const char *src) {
+    if (!strstr(src, "Cutting Knowledge Date: December 2023")) return NULL;
+    char buf[64];
+    if (strstr(src, "strftime_now(\"%d %b %Y\")")) {
+        time_t now = time(NULL);
+        struct tm tm;
+        if (localtime_r(&now, &tm) && strftime(buf, sizeof buf, "%d %b %Y", &tm) > 0) return strdup(buf);
+    }
+    const char *p = strstr(src, "date_string = \"");
+    if (!p) return strdup("26 Jul 2024"); /* Meta's templates' default */
+    p += strlen("date_string = \"");
+    const char *e = strchr(p, '"');
+    size_t n = e && e > p && (size_t)(e - p) < sizeof buf ? (size_t)(e - p) : 0;
+    return n ? strndup(p, n) : strdup("26 Jul 2024");
+}
+
 /* The family of a Jinja chat template, -1 if not recognised. */
 static int recognise(const char *src, rt_chat_template *out) {
     if (strstr(src, "<|start_header_id|>") && strstr(src, "<|eot_id|>")) {
         out->gen_prompt_always = !strstr(src, "add_generation_prompt");
+        out->llama_date = llama_date(src);
         return RT_CHAT_LLAMA3;
     }
     if (strstr(src, "<|im_start|>")) {
@@ -76,9 +98,15 @@ static int recognise(const char *src, rt_chat_template *out) {
         out->default_system = chatml_default_system(src);
         return RT_CHAT_CHATML;
     }
-    if (strstr(src, "<start_of_turn>") && strstr(src, "<end_of_turn>")) return RT_CHAT_GEMMA;
+    if (strstr(src, "<start_of_turn>") && strstr(src, "<end_of_turn>")) {
+        out->no_system = strstr(src, "System role not supported") != NULL;
+        return RT_CHAT_GEMMA;
+    }
     if (strstr(src, "<|user|>") && strstr(src, "<|end|>") && strstr(src, "<|assistant|>")) return RT_CHAT_PHI3;
-    if (strstr(src, "[INST]") && strstr(src, "[/INST]")) return strstr(src, "<<SYS>>") ? RT_CHAT_LLAMA2 : RT_CHAT_MISTRAL;
+    /* Mistral v1 / Llama 2 write "[INST] " with a space; the v3 (Tekken) templates, e.g.
+     * Mistral-Nemo's "[INST]{user}[/INST]" with the system message in the last user turn,
+     * are another format, not recognised. */
+    if (strstr(src, "[INST] ") && strstr(src, "[/INST]")) return strstr(src, "<<SYS>>") ? RT_CHAT_LLAMA2 : RT_CHAT_MISTRAL;
     return -1;
 }
 
@@ -93,7 +121,77 @@ static int family_by_name(const char *name, rt_chat_template *out) {
     return -1;
 }
 
+/* The tokenizer's string for a special id (llama2.c pieces lose their "\n"
+ * wrapping), or dflt. */
+static const char *special_str(const rt_tokenizer *tok, int id, const char *dflt, char *buf, size_t cap) {
+    if (!tok || id < 0 || !tok->piece[id]) return dflt;
+    const char *p = tok->piece[id];
+    size_t n = (size_t)tok->piece_len[id];
+    while (n && (*p == '\n' || *p == ' ')) p++, n--;
+    while (n && (p[n - 1] == '\n' || p[n - 1] == ' ')) n--;
+    if (n == 0 || n >= cap) return dflt;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The BOS / EOS strings a family renders as text (NULL: it renders none). */
+static const char *family_bos(int f, const rt_tokenizer *tok, char *buf, size_t cap) {
+    if (f != RT_CHAT_LLAMA3 && f != RT_CHAT_MISTRAL && f != RT_CHAT_LLAMA2 && f != RT_CHAT_GEMMA) return NULL;
+    return special_str(tok, tok ? tok->bos : -1, f == RT_CHAT_LLAMA3 ? "<|begin_of_text|>"
+                       : f == RT_CHAT_GEMMA ? "<bos>" : "<s>", buf, cap);
+}
+
+static const char *family_eos(int f, const rt_tokenizer *tok, char *buf, size_t cap) {
+    if (f != RT_CHAT_MISTRAL && f != RT_CHAT_LLAMA2 && f != RT_CHAT_PHI3) return NULL;
+    return special_str(tok, tok ? tok->eos : -1, f == RT_CHAT_PHI3 ? "<|endoftext|>" : "</s>", buf, cap);
+}
+
+/* The family's turn markers, and the BOS/EOS strings it renders, must each
+ * be one token of tok (an added/special token matched in the text):
+ * otherwise they would be tokenized as plain text and the model trained on a
+ * format it never saw. [INST]/[/INST] are plain text in Llama 2 / Mistral v1
+ * vocabularies, so those families have no turn markers. */
+static rt_status markers_in_vocab(int family, const rt_tokenizer *tok) {
+    static const char *const markers[RT_CHAT_N_FAMILIES][5] = {
+        [RT_CHAT_LLAMA3] = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
+        [RT_CHAT_CHATML] = {"<|im_start|>", "<|im_end|>"},
+        [RT_CHAT_QWEN3] = {"<|im_start|>", "<|im_end|>"},
+        [RT_CHAT_GEMMA] = {"<start_of_turn>", "<end_of_turn>"},
+        [RT_CHAT_PHI3] = {"<|system|>", "<|user|>", "<|assistant|>", "<|end|>"},
+    };
+    char bb[64], eb[64];
+    const char *all[7] = {0};
+    for (int k = 0; k < 5; k++) all[k] = markers[family][k];
+    all[5] = family_bos(family, tok, bb, sizeof bb), all[6] = family_eos(family, tok, eb, sizeof eb);
+    for (int k = 0; k < 7; k++) {
+        const char *s = all[k];
+        if (!s) continue;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        rt_status st = rt_tokenizer_encode(tok, s, strlen(s), false, &ids, &n);
+        int id = n == 1 ? ids[0] : -1;
+        free(ids);
+        RT_TRY(st);
+        if (id < 0)
+            return rt_errorf(RT_EINPUT, "chat_template %s: the tokenizer %s has no token \"%s\" (it would be "
+                             "tokenized as %zu pieces of plain text); use the tokenizer's own template "
+                             "(chat_template: tokenizer_default) or one whose markers it has (retort does not add "
+                             "tokens)", family_names[family], rt_tokenizer_path(tok), s, n);
+    }
+    return RT_OK;
+}
+
+static rt_status template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out);
+
 rt_status rt_chat_template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out) {
+    RT_TRY(template_get(name, tok, out));
+    rt_status st = tok ? markers_in_vocab(out->family, tok) : RT_OK;
+    if (st != RT_OK) rt_chat_template_clear(out);
+    return st;
+}
+
+static rt_status template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out) {
     memset(out, 0, sizeof *out);
     static const char fb[] = "tokenizer_default_fallback_";
     bool own = !name || !*name || !strcmp(name, "tokenizer_default") || !strncmp(name, fb, sizeof fb - 1);
@@ -159,27 +257,10 @@ static void trim(const char **s, size_t *len) {
     while (*len && isspace((unsigned char)(*s)[*len - 1])) (*len)--;
 }
 
-/* The tokenizer's string for a special id (llama2.c pieces lose their "\n"
- * wrapping), or dflt. */
-static const char *special_str(const rt_tokenizer *tok, int id, const char *dflt, char *buf, size_t cap) {
-    if (!tok || id < 0 || !tok->piece[id]) return dflt;
-    const char *p = tok->piece[id];
-    size_t n = (size_t)tok->piece_len[id];
-    while (n && (*p == '\n' || *p == ' ')) p++, n--;
-    while (n && (p[n - 1] == '\n' || p[n - 1] == ' ')) n--;
-    if (n == 0 || n >= cap) return dflt;
-    memcpy(buf, p, n);
-    buf[n] = '\0';
-    return buf;
-}
-
 static rt_status render_msgs(const rt_chat_template *ct, const rt_tokenizer *tok, const rt_chat_msg *m,
                              int n, bool gen, render *r) {
     char bb[64], eb[64];
-    const char *bos = special_str(tok, tok ? tok->bos : -1, ct->family == RT_CHAT_LLAMA3 ? "<|begin_of_text|>"
-                                  : ct->family == RT_CHAT_GEMMA ? "<bos>" : "<s>", bb, sizeof bb);
-    const char *eos = special_str(tok, tok ? tok->eos : -1, ct->family == RT_CHAT_PHI3 ? "<|endoftext|>" : "</s>",
-                                  eb, sizeof eb);
+    const char *bos = family_bos(ct->family, tok, bb, sizeof bb), *eos = family_eos(ct->family, tok, eb, sizeof eb);
     int sys = -1, first_user = -1, last_user = -1;
     for (int i = 0; i < n; i++) {
         int b = rt_chat_role_bit(m[i].role);
@@ -189,9 +270,27 @@ static rt_status render_msgs(const rt_chat_template *ct, const rt_tokenizer *tok
         if (b == RT_ROLE_USER && first_user < 0) first_user = i;
         if (b == RT_ROLE_USER) last_user = i;
     }
+    if (ct->no_system && sys >= 0)
+        return rt_errorf(RT_EINPUT, "message 0: the model's chat template does not take a system message (it "
+                         "raises \"System role not supported\")");
     rt_status st = RT_OK;
     int f = ct->family;
     if (f == RT_CHAT_LLAMA3 || f == RT_CHAT_MISTRAL || f == RT_CHAT_GEMMA) st = puts_(r, bos, PART_FRAME, -1);
+    /* Llama 3.1+: the system turn is always there, with the knowledge date */
+    bool dated = f == RT_CHAT_LLAMA3 && ct->llama_date;
+    if (st == RT_OK && dated) {
+        st = puts_(r, "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+                   "Today Date: ", PART_FRAME, -1);
+        if (st == RT_OK) st = puts_(r, ct->llama_date, PART_FRAME, -1);
+        if (st == RT_OK) st = puts_(r, "\n\n", PART_FRAME, -1);
+        if (st == RT_OK && sys >= 0) {
+            const char *s = m[sys].content ? m[sys].content : "";
+            size_t sl = strlen(s);
+            trim(&s, &sl);
+            st = put(r, s, sl, PART_FRAME, -1);
+        }
+        if (st == RT_OK) st = puts_(r, "<|eot_id|>", PART_FRAME, -1);
+    }
     if (st == RT_OK && f == RT_CHAT_CHATML && ct->default_system && sys < 0) {
         st = puts_(r, "<|im_start|>system\n", PART_FRAME, -1);
         if (st == RT_OK) st = puts_(r, ct->default_system, PART_FRAME, -1);
@@ -203,6 +302,7 @@ static rt_status render_msgs(const rt_chat_template *ct, const rt_tokenizer *tok
         int b = rt_chat_role_bit(m[i].role);
         const char *role = role_name(b), *c = m[i].content ? m[i].content : "";
         size_t cl = strlen(c);
+        if (dated && i == sys) continue;
         if (fold && b == RT_ROLE_SYSTEM) {
             if (i != sys) return rt_errorf(RT_EINPUT, "message %d: the %s template takes a system message only "
                                            "first", i, family_names[f]);

@@ -13,6 +13,12 @@
  *            generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n"
  *            (early Llama 3 templates append it unconditionally: recognised
  *            by the absence of add_generation_prompt in the source).
+ *            Llama 3.1-3.3 templates ("Cutting Knowledge Date" in the source)
+ *            always open with a system turn "Cutting Knowledge Date: December
+ *            2023\nToday Date: {date}\n\n{system|trim}": date is the
+ *            template's date_string default ("26 Jul 2024"), or today's
+ *            "%d %b %Y" where it calls strftime_now (Llama 3.2), as rendered
+ *            by transformers; tools (Environment: ipython) are not supported.
  *   chatml   "<|im_start|>{role}\n{content}<|im_end|>\n" (Qwen2.5, SmolLM2: a
  *            default system message in the template, "<|im_start|>system\n..."
  *            as a literal, is rendered when the conversation has none);
@@ -21,13 +27,16 @@
  *            that ends the conversation gets "<think>\n\n</think>\n\n"
  *            before its content (Qwen3's template, no reasoning_content).
  *   mistral  <s> then "[INST] {user} [/INST]{assistant}</s>"; a system message
- *            is prepended to the first user message with "\n\n".
+ *            is prepended to the first user message with "\n\n" (Mistral v1;
+ *            the v3/Tekken templates without the spaces, such as
+ *            Mistral-Nemo's, are not recognised).
  *   llama2   per user turn "<s>[INST] {user|trim} [/INST]", assistant
  *            " {content|trim} </s>"; a system message goes into the first user
  *            turn as "<<SYS>>\n{system}\n<</SYS>>\n\n".
  *   gemma    <bos> then "<start_of_turn>{user|model}\n{content|trim}<end_of_turn>\n";
  *            a system message is prepended to the first user turn with "\n\n"
- *            (Gemma 3).
+ *            (Gemma 3); a template that raises "System role not supported"
+ *            (Gemma 2) makes a system message an RT_EINPUT error, as it is there.
  *   phi_3    "<|{role}|>\n{content}<|end|>\n", then eos_token when no
  *            generation prompt, else "<|assistant|>\n".
  * A template that matches none of them is an RT_EINPUT error listing these
@@ -82,6 +91,8 @@ typedef struct {
     int family;            /* rt_chat_family */
     bool gen_prompt_always; /* llama3: the template always appends the assistant header */
     char *default_system;  /* chatml: the template's default system message, or NULL */
+    bool no_system;        /* the template refuses a system message (Gemma 2) */
+    char *llama_date;      /* llama3 (3.1+): "Today Date" of the system header, or NULL (none) */
 } rt_chat_template;
 
 /* One message; role is "system", "user", "assistant" or "tool" (sharegpt's
@@ -99,7 +110,15 @@ const char *rt_chat_template_names(void);
  * or else uses <name>; a family name (or axolotl's aliases qwen_25 ->
  * chatml with Qwen's default system message, mistral_v1 -> mistral) selects
  * it. Errors: RT_EINPUT when the tokenizer has no template or it is not
- * recognised, or the name is unknown (the message lists the names). *out is
+ * recognised, or the name is unknown (the message lists the names), or when
+ * tok lacks one of the family's turn markers as a single token (llama3
+ * <|start_header_id|> <|end_header_id|> <|eot_id|>; chatml/qwen3 <|im_start|>
+ * <|im_end|>; gemma <start_of_turn> <end_of_turn>; phi_3 <|system|> <|user|>
+ * <|assistant|> <|end|>; none for mistral/llama2, whose [INST] is text) or
+ * the BOS/EOS string the family renders (llama3, mistral, llama2, gemma:
+ * BOS; mistral, llama2, phi_3: EOS; a llama2.c tokenizer.bin matches no
+ * special string in text), naming the marker and rt_tokenizer_path(tok).
+ * *out is
  * owned by the caller (rt_chat_template_clear). */
 rt_status rt_chat_template_get(const char *name, const rt_tokenizer *tok, rt_chat_template *out);
 void rt_chat_template_clear(rt_chat_template *ct);

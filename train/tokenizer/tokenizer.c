@@ -258,6 +258,7 @@ void rt_tokenizer_free(rt_tokenizer *t) {
     for (int k = 0; k < t->n_dec_replace; k++) free(t->dec_replace[k].a), free(t->dec_replace[k].b);
     for (int k = 0; k < t->n_pstep; k++) rt_tok_regex_free(t->pstep[k].re);
     free(t->added), free(t->added_flags), free(t->hf_json), free(t->hf_config), free(t->chat_template);
+    free(t->path);
     free(t);
 }
 
@@ -266,6 +267,7 @@ int rt_tokenizer_bos(const rt_tokenizer *t) { return t->bos; }
 int rt_tokenizer_eos(const rt_tokenizer *t) { return t->eos; }
 bool rt_tokenizer_adds_bos(const rt_tokenizer *t) { return t->add_bos && t->bos >= 0; }
 const char *rt_tokenizer_chat_template(const rt_tokenizer *t) { return t->chat_template; }
+const char *rt_tokenizer_path(const rt_tokenizer *t) { return t->path ? t->path : "(tokenizer)"; }
 int rt_tokenizer_token_id(const rt_tokenizer *t, const char *s) { return rt_tok_lookup(t, s, strlen(s)); }
 
 int rt_tokenizer_special_id(const rt_tokenizer *t, const char *s) {

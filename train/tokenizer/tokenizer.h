@@ -131,6 +131,10 @@ rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w);
  * GGUF tokenizer.chat_template, or NULL. Owned by the tokenizer. */
 const char *rt_tokenizer_chat_template(const rt_tokenizer *t);
 
+/* The path the tokenizer was loaded from (as given to rt_tokenizer_load),
+ * for messages; "(tokenizer)" when it was made otherwise. Owned by t. */
+const char *rt_tokenizer_path(const rt_tokenizer *t);
+
 /* Id of the vocabulary or added-token string s (exact bytes), -1 if none. */
 int rt_tokenizer_token_id(const rt_tokenizer *t, const char *s);
 

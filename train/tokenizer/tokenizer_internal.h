@@ -92,6 +92,7 @@ struct rt_tokenizer {
     char *hf_json;      /* the original tokenizer.json text (source HF) */
     char *hf_config;    /* tokenizer_config.json text beside it, NULL if none */
     char *chat_template; /* "chat_template" of tokenizer_config.json or GGUF (Jinja), or NULL */
+    char *path;          /* the path rt_tokenizer_load was given (for messages), or NULL */
 };
 
 /* --- tokenizer.c --------------------------------------------------------- */

@@ -655,10 +655,11 @@ static rt_status load_any(rt_tokenizer *t, const char *path) {
         return rt_errorf(RT_EINPUT, "%s: SentencePiece .model files are not supported; use tokenizer.json "
                          "or a llama2.c tokenizer.bin", path);
     if (first_byte(path) != '{') return load_bin(t, path);
-    /* A JSON file: tokenizer.json has "model"; GPT-2's encoder.json is a flat map. */
+    /* A JSON file: tokenizer.json has a "model" object; GPT-2's encoder.json
+     * is a flat map of numbers (in which "model" is a token). */
     cJSON *j;
     RT_TRY(load_json_file(path, &j, NULL));
-    bool hf = cJSON_GetObjectItemCaseSensitive(j, "model") != NULL;
+    bool hf = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "model"));
     cJSON_Delete(j);
     if (hf) {
         st = sibling(path, false, "tokenizer_config.json", &b);
@@ -678,6 +679,7 @@ rt_status rt_tokenizer_load(const char *path, rt_tokenizer **out) {
     if (!t) return rt_tok_oom();
     t->bos = t->eos = t->unk = -1;
     rt_status st = load_any(t, path);
+    if (st == RT_OK && !(t->path = strdup(path))) st = rt_tok_oom();
     if (st == RT_OK) st = rt_tok_finish(t);
     if (st != RT_OK) { rt_tokenizer_free(t); return st; }
     *out = t;
