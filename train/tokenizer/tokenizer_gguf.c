@@ -378,7 +378,11 @@ rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w) {
     if (st == RT_OK) st = rt_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)s, len, (uint64_t)n);
     if (st == RT_OK) st = rt_gguf_set_arr(w, "tokenizer.ggml.scores", RT_GGUF_FLOAT32, score, (uint64_t)n);
     if (st == RT_OK) st = rt_gguf_set_arr(w, "tokenizer.ggml.token_type", RT_GGUF_INT32, type, (uint64_t)n);
-    if (st == RT_OK) st = g_meta_ids(t, w);
+    if (st == RT_OK && t->bos >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)t->bos);
+    if (st == RT_OK && t->eos >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos);
+    if (st == RT_OK && t->unk >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk);
+    if (st == RT_OK) st = rt_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
+    if (st == RT_OK && t->chat_template) st = rt_gguf_set_str(w, "tokenizer.chat_template", t->chat_template);
     for (int i = 0; s && i < n; i++) free(s[i]);
     free(s), free(len), free(score), free(type);
     return st;
