@@ -168,6 +168,21 @@ static void test_shipped_recipes(void) {
         }
     }
     rt_recipe_free(&r);
+
+    /* its LoRA second stage: the first stage's student with adapters, the same data and cache */
+    snprintf(p, sizeof p, "%s/recipes/smollm2-135m-distill-lora.yaml", RETORT_SOURCE_DIR);
+    st = rt_recipe_load(p, &r);
+    CHECK(st == RT_OK, "%s", rt_error_message());
+    if (st == RT_OK) {
+        CHECK(rt_recipe_validate(&r) == RT_OK, "%s", rt_error_message());
+        CHECK(r.adapter == RT_RECIPE_ADAPTER_LORA && !strcmp(r.student_model, "out/smollm2-135m-distill") &&
+                  r.student_init == RT_RECIPE_STUDENT_RANDOM && r.student_config.hidden_size == 0,
+              "LoRA student");
+        CHECK(!strcmp(r.teacher_cache_dir, "out/smollm2-135m-distill/teacher-cache") && r.seed == 42 &&
+                  r.val_set_size == 8 && r.datasets.count == 1 && r.datasets.items[0].shards == 16,
+              "the first stage's data, split and cache");
+    }
+    rt_recipe_free(&r);
     printf("shipped recipes: done\n");
 }
 

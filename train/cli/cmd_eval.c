@@ -4,7 +4,9 @@
  *             [--dump-logits FILE]  (every position's logits; format in evaluate.h)
  *
  * --type text (default): the file is one token stream scored in windows
- * (--stride: overlapping windows, each token scored once with more context).
+ * (--stride: overlapping windows, each token scored once with more context),
+ * defined as in evaluate.h: transformers' sliding-window perplexity with
+ * max_length = --seq-len (a window of N tokens makes N-1 predictions).
  * Any other dataset type (jsonl, alpaca, completion, input_output,
  * chat_template, sharegpt) reads the file through the training data code
  * (train/data/data.h), so only the tokens training would learn are scored. */
@@ -36,9 +38,13 @@ int rt_cmd_eval(int argc, char **argv) {
     bool json = false, nf4 = false;
     const rt_cli_opt opts[] = {
         {"--model", &model, NULL, "HF model directory, model.safetensors or llama2.c .bin"},     {"--tokenizer", &tokenizer, NULL, "tokenizer.json/its directory or tokenizer.bin (needed for a .bin model)"}, {"--data", &data, NULL, "text, .jsonl or alpaca file to score"},
-        {"--seq-len", &seq, NULL, "window length in tokens"},     {"--adapter", &adapter, NULL, "PEFT adapter directory to apply"},     {"--batch", &batch_s, NULL, "windows per forward pass"},
+        {"--seq-len", &seq, NULL, "text: N tokens per window, N-1 next-token predictions (transformers' "
+                                  "\"Perplexity of fixed-length models\" with max_length=N); the text's first token, "
+                                  "and without --stride each window's, is context only; nll = mean over the "
+                                  "predicted tokens [max_position_embeddings]"},     {"--adapter", &adapter, NULL, "PEFT adapter directory to apply"},     {"--batch", &batch_s, NULL, "windows per forward pass"},
         {"--device", &device, NULL, "cpu, cuda or auto"},   {"--json", NULL, &json, "print one JSON object"},
-        {"--stride", &stride_s, NULL, "text: start a window every S tokens (default: seq-len, no overlap)"},
+        {"--stride", &stride_s, NULL, "text: start a window every S tokens (default: seq-len, no overlap); a "
+                                      "window predicts only tokens no earlier window did (that docs page's stride=S)"},
         {"--type", &type, NULL, "text (default) or a dataset type: jsonl, alpaca, completion, input_output, chat_template, sharegpt"},
         {"--field", &field, NULL, "jsonl/completion: the text field [text]"},
         {"--chat-template", &tmpl, NULL, "chat_template/sharegpt: the template (default: the tokenizer's)"},

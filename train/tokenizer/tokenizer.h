@@ -119,11 +119,14 @@ rt_status rt_tokenizer_decode(const rt_tokenizer *t, const int32_t *ids, size_t 
  * the empty string. */
 const char *rt_tokenizer_piece(const rt_tokenizer *t, int prev, int id, char buf[8]);
 
-/* Adds the tokenizer as GGUF tokenizer.ggml.* metadata (model "llama":
- * tokens with U+2581 for spaces, scores, token_type, special ids,
- * add_bos_token) to a GGUF writer (train/formats/gguf.h). Only
- * SentencePiece-style vocabularies (llama2.c tokenizer.bin, a "llama" GGUF);
- * RT_EINPUT for others. */
+/* Adds the tokenizer as GGUF tokenizer.ggml.* metadata to a GGUF writer
+ * (train/formats/gguf.h): a llama2.c tokenizer.bin as model "llama" (tokens
+ * with U+2581 for spaces, scores, token_type); a byte-level BPE
+ * tokenizer.json as model "gpt2" (its vocabulary strings, token_type, merges,
+ * tokenizer.ggml.pre named from its pre_tokenizer), as llama.cpp's
+ * convert_hf_to_gguf.py does; both with the special ids, add_bos_token and
+ * the chat template. RT_EINPUT for others (e.g. a pre_tokenizer GGUF has no
+ * name for). */
 typedef struct rt_gguf_writer rt_gguf_writer;
 rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w);
 

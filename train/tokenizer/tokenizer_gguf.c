@@ -4,6 +4,7 @@
 #include "train/formats/gguf.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,7 +242,111 @@ rt_status rt_tok_load_gguf(rt_tokenizer *t, const char *path) {
     return st;
 }
 
+/* The special ids, add_bos_token and the chat template. */
+static rt_status g_meta_ids(const rt_tokenizer *t, rt_gguf_writer *w) {
+    rt_status st = RT_OK;
+    if (st == RT_OK && t->bos >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)t->bos);
+    if (st == RT_OK && t->eos >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos);
+    if (st == RT_OK && t->unk >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk);
+    if (st == RT_OK) st = rt_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
+    if (st == RT_OK && t->chat_template) st = rt_gguf_set_str(w, "tokenizer.chat_template", t->chat_template);
+    return st;
+}
+
+/* tokenizer.ggml.pre of a tokenizer.json pre_tokenizer: the g_pre entry
+ * whose JSON equals it (key order aside), or NULL. */
+static const char *g_pre_name(const cJSON *pre) {
+    for (size_t i = 0; pre && i < sizeof g_pre / sizeof g_pre[0]; i++) {
+        cJSON *j = cJSON_Parse(g_pre[i].json);
+        bool same = j && cJSON_Compare(j, pre, true);
+        cJSON_Delete(j);
+        if (same) return g_pre[i].pre;
+    }
+    return NULL;
+}
+
+/* Byte-level BPE metadata from the tokenizer.json the tokenizer came from, as
+ * llama.cpp's convert_hf_to_gguf.py writes it (_set_vocab_gpt2): the
+ * byte-level vocabulary strings by id, added tokens as CONTROL (special) or
+ * USER_DEFINED, ids nothing names as "[PAD<id>]" UNUSED, merges as "a b",
+ * and the pre-tokenizer as the tokenizer.ggml.pre name g_load_bpe reads back.
+ * `strs` collects the strings it allocates (freed by the caller). */
+static rt_status g_meta_bpe(const rt_tokenizer *t, const cJSON *root, rt_gguf_writer *w, char **strs) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") || !cJSON_IsObject(vocab) ||
+        !cJSON_IsArray(merges))
+        return rt_errorf(RT_EINPUT, "writing this tokenizer as GGUF metadata is not supported (a BPE "
+                         "tokenizer.json with vocab and merges, or SentencePiece)");
+    const char *pre = g_pre_name(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
+    if (!pre)
+        return rt_errorf(RT_EINPUT, "writing this tokenizer as GGUF metadata is not supported: its "
+                         "pre_tokenizer has no tokenizer.ggml.pre name (known: gpt-2, smollm, llama-bpe, qwen2)");
+    const int n = t->n_vocab;
+    const char **tok = calloc((size_t)n, sizeof *tok);
+    int32_t *tt = malloc((size_t)n * sizeof *tt);
+    int nm = cJSON_GetArraySize(merges);
+    const char **ms = calloc((size_t)nm + 1, sizeof *ms);
+    rt_status st = tok && tt && ms ? RT_OK : rt_tok_oom();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        int id = cJSON_IsNumber(it) ? (int)it->valuedouble : -1;
+        if (st == RT_OK && id >= 0 && id < n) tok[id] = it->string, tt[id] = TT_NORMAL;
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "added_tokens")) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
+        int i = cJSON_IsNumber(id) ? (int)id->valuedouble : -1;
+        if (st != RT_OK || i < 0 || i >= n || !cJSON_IsString(c)) continue;
+        tok[i] = c->valuestring;
+        tt[i] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "special")) ? TT_CONTROL : TT_USER_DEFINED;
+    }
+    int k = 0;
+    for (int i = 0; i < n && st == RT_OK; i++) {
+        if (tok[i]) continue;
+        char pad[32];
+        snprintf(pad, sizeof pad, "[PAD%d]", i);
+        if (!(strs[k] = strdup(pad))) st = rt_tok_oom();
+        else tok[i] = strs[k++], tt[i] = TT_UNUSED;
+    }
+    int m = 0;
+    cJSON_ArrayForEach(it, merges) { /* "a b", or ["a", "b"] (tokenizers >= 0.20) */
+        if (st != RT_OK) break;
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
+        if (cJSON_IsString(it)) {
+            ms[m++] = it->valuestring;
+        } else if (cJSON_IsString(a) && cJSON_IsString(b)) {
+            size_t l = strlen(a->valuestring) + strlen(b->valuestring) + 2;
+            if (!(strs[k] = malloc(l))) st = rt_tok_oom();
+            else snprintf(strs[k], l, "%s %s", a->valuestring, b->valuestring), ms[m++] = strs[k++];
+        } else {
+            st = rt_errorf(RT_EINPUT, "tokenizer.json: merge %d is neither \"a b\" nor [a, b]", m);
+        }
+    }
+    if (st == RT_OK) st = rt_gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
+    if (st == RT_OK) st = rt_gguf_set_str(w, "tokenizer.ggml.pre", pre);
+    if (st == RT_OK) st = rt_gguf_set_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, (uint64_t)n);
+    if (st == RT_OK) st = rt_gguf_set_arr(w, "tokenizer.ggml.token_type", RT_GGUF_INT32, tt, (uint64_t)n);
+    if (st == RT_OK) st = rt_gguf_set_arr_str(w, "tokenizer.ggml.merges", ms, NULL, (uint64_t)m);
+    free(tok), free(tt), free(ms);
+    return st;
+}
+
 rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w) {
+    if (t->source == RT_TOKSRC_HF && t->hf_json) { /* byte-level BPE from its tokenizer.json */
+        cJSON *root = cJSON_Parse(t->hf_json);
+        char **strs = calloc((size_t)t->n_vocab + (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+                                 cJSON_GetObjectItemCaseSensitive(root, "model"), "merges")) + 1, sizeof *strs);
+        rt_status st = !root ? rt_errorf(RT_EINPUT, "tokenizer.json: malformed JSON") : strs ? RT_OK : rt_tok_oom();
+        if (st == RT_OK) st = g_meta_bpe(t, root, w, strs);
+        if (st == RT_OK) st = g_meta_ids(t, w);
+        for (size_t i = 0; strs && strs[i]; i++) free(strs[i]);
+        free(strs);
+        cJSON_Delete(root);
+        return st;
+    }
     if (t->source != RT_TOKSRC_BIN)
         return rt_errorf(RT_EINPUT, "writing this tokenizer as GGUF metadata is not supported "
                          "(SentencePiece vocabularies only; use a .gguf tokenizer)");
