@@ -89,9 +89,11 @@ static cJSON *build_json(const rt_tokenizer *t, char **names) {
     }
     if (sp) {
         cJSON *norm = obj_type("Sequence"), *ns = cJSON_AddArrayToObject(norm, "normalizers");
-        cJSON *pre = obj_type("Prepend");
-        cJSON_AddStringToObject(pre, "prepend", SPACE_MARK);
-        cJSON_AddItemToArray(ns, pre);
+        if (!t->no_space_prefix) {
+            cJSON *pre = obj_type("Prepend");
+            cJSON_AddStringToObject(pre, "prepend", SPACE_MARK);
+            cJSON_AddItemToArray(ns, pre);
+        }
         cJSON_AddItemToArray(ns, replace_obj(" ", SPACE_MARK));
         cJSON_AddItemToObject(root, "normalizer", norm);
         cJSON_AddNullToObject(root, "pre_tokenizer");
@@ -129,11 +131,13 @@ static cJSON *build_json(const rt_tokenizer *t, char **names) {
         cJSON_AddItemToArray(ds, replace_obj(SPACE_MARK, " "));
         cJSON_AddItemToArray(ds, obj_type("ByteFallback"));
         cJSON_AddItemToArray(ds, obj_type("Fuse"));
-        cJSON *strip = obj_type("Strip");
-        cJSON_AddStringToObject(strip, "content", " ");
-        cJSON_AddNumberToObject(strip, "start", 1);
-        cJSON_AddNumberToObject(strip, "stop", 0);
-        cJSON_AddItemToArray(ds, strip);
+        if (!t->no_space_prefix) {
+            cJSON *strip = obj_type("Strip");
+            cJSON_AddStringToObject(strip, "content", " ");
+            cJSON_AddNumberToObject(strip, "start", 1);
+            cJSON_AddNumberToObject(strip, "stop", 0);
+            cJSON_AddItemToArray(ds, strip);
+        }
         cJSON_AddItemToObject(root, "decoder", dec);
     } else {
         cJSON *dec = obj_type("ByteLevel");
