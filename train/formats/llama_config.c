@@ -203,12 +203,18 @@ static rt_status cfg_gemma3(const char *path, const cJSON *root, rt_llama_config
         if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->num_hidden_layers)
             return rt_errorf(RT_EINPUT, "%s: \"layer_types\" must list num_hidden_layers %d entries",
                              path, c->num_hidden_layers);
+        /* The pattern is the position of the first global layer (none: all local). */
+        c->sliding_window_pattern = c->num_hidden_layers + 1;
+        for (int i = c->num_hidden_layers - 1; i >= 0; i--) {
+            const cJSON *e = cJSON_GetArrayItem(lt, i);
+            if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) c->sliding_window_pattern = i + 1;
+        }
         for (int i = 0; i < c->num_hidden_layers; i++) {
             const cJSON *e = cJSON_GetArrayItem(lt, i);
             const char *want = rt_llama_layer_is_local(c, i) ? "sliding_attention" : "full_attention";
             if (!cJSON_IsString(e) || strcmp(e->valuestring, want) != 0)
                 return rt_errorf(RT_EINPUT, "%s: layer_types[%d] must be \"%s\" (retort implements "
-                                 "every %d-th layer global)", path, i, want, c->sliding_window_pattern);
+                                 "every n-th layer global, here n = %d)", path, i, want, c->sliding_window_pattern);
         }
     }
     return RT_OK;
