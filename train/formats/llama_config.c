@@ -220,25 +220,18 @@ static rt_status cfg_gemma3(const char *path, const cJSON *root, rt_llama_config
     return RT_OK;
 }
 
+/* torch_dtype (or transformers 5's dtype), informative; float32 if absent. */
+static void cfg_dtype(const cJSON *root, rt_llama_config *c) {
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!dt) dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s",
+             cJSON_IsString(dt) ? dt->valuestring : "float32");
+}
+
 static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config *c) {
     if (!cJSON_IsObject(root)) return rt_errorf(RT_EINPUT, "%s: not a JSON object", path);
     cfg_arch arch = ARCH_LLAMA;
     RT_TRY(cfg_arch_of(path, root, &arch));
-    if (arch == ARCH_GEMMA3) {
-        RT_TRY(cfg_int(path, root, "hidden_size", 1, 0, &c->hidden_size));
-        RT_TRY(cfg_int(path, root, "intermediate_size", 1, 0, &c->intermediate_size));
-        RT_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, &c->num_hidden_layers));
-        RT_TRY(cfg_int(path, root, "num_attention_heads", 1, 0, &c->num_attention_heads));
-        RT_TRY(cfg_int(path, root, "vocab_size", 1, 0, &c->vocab_size));
-        RT_TRY(cfg_int(path, root, "num_key_value_heads", 0, c->num_attention_heads,
-                       &c->num_key_value_heads));
-        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
-        if (!dt) dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
-        snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s",
-                 cJSON_IsString(dt) ? dt->valuestring : "float32");
-        RT_TRY(cfg_gemma3(path, root, c));
-        return rt_llama_config_check(c, path);
-    }
     RT_TRY(cfg_int(path, root, "hidden_size", 1, 0, &c->hidden_size));
     RT_TRY(cfg_int(path, root, "intermediate_size", 1, 0, &c->intermediate_size));
     RT_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, &c->num_hidden_layers));
@@ -246,6 +239,11 @@ static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config 
     RT_TRY(cfg_int(path, root, "vocab_size", 1, 0, &c->vocab_size));
     RT_TRY(cfg_int(path, root, "num_key_value_heads", 0, c->num_attention_heads,
                    &c->num_key_value_heads));
+    cfg_dtype(root, c);
+    if (arch == ARCH_GEMMA3) {
+        RT_TRY(cfg_gemma3(path, root, c));
+        return rt_llama_config_check(c, path);
+    }
     int def_pos = arch == ARCH_LLAMA ? 2048 : arch == ARCH_MISTRAL ? 131072 : 32768;
     RT_TRY(cfg_int(path, root, "max_position_embeddings", 0, def_pos, &c->max_position_embeddings));
     RT_TRY(cfg_token(path, root, "bos_token_id", 1, &c->bos_token_id));
@@ -283,10 +281,6 @@ static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config 
         (!cfg_as_int(hd, &head_dim) || head_dim * c->num_attention_heads != c->hidden_size))
         return rt_errorf(RT_EINPUT, "%s: head_dim must equal hidden_size / num_attention_heads (%d)",
                          path, c->hidden_size / c->num_attention_heads);
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
-    if (!dt) dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
-    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s",
-             cJSON_IsString(dt) ? dt->valuestring : "float32");
     return rt_llama_config_check(c, path);
 }
 
