@@ -5,7 +5,8 @@ run it. Skips, saying why, when the model cannot be fetched.
 - Tokenizer: `retort tokenize --tokenizer FILE.gguf` gives llama.cpp's ids
   (`Llama(vocab_only=True).tokenize`, add_bos, no special parsing) for
   Moby-Dick and for runs of spaces/newlines/tabs (Gemma's user-defined
-  tokens), non-Latin text and emoji: exact.
+  tokens), non-Latin text and emoji: exact; so does `tokenizers` reading the
+  tokenizer.json of `retort convert gguf`, which also decodes back.
 - transformers: the HF directory `retort convert gguf` writes loads as
   Gemma3ForCausalLM (model_type gemma3_text) and gives `retort eval`'s
   next-token logits on the GGUF: f32 on both sides, max |diff| / max |logit|
@@ -91,6 +92,13 @@ def gemma3_adapter(work, gemma3):
     return out
 
 
+def TEXTS():
+    moby = MOBY.read_text(encoding="utf-8")
+    return [moby[:30000], moby[600000:620000], "Hello world 2024, it's   me!",
+            "  leading\n\n\ttabs and ünïcödé — 東京 ½ ² 3.14159  \n" + " " * 40 + "x\n\n\n\n",
+            "<start_of_turn>user\nWhat is 12345*678?<end_of_turn>\n", "🐳 whale \u200b ok"]
+
+
 def hf_model(path):
     import torch
     import transformers
@@ -104,12 +112,8 @@ def hf_model(path):
 def test_gemma3_tokenizer_llama_cpp(gemma3):
     from llama_cpp import Llama
     llm = Llama(model_path=str(gemma3), vocab_only=True, verbose=False)
-    moby = MOBY.read_text(encoding="utf-8")
-    texts = [moby[:30000], moby[600000:620000], "Hello world 2024, it's   me!",
-             "  leading\n\n\ttabs and ünïcödé — 東京 ½ ² 3.14159  \n" + " " * 40 + "x\n\n\n\n",
-             "<start_of_turn>user\nWhat is 12345*678?<end_of_turn>\n", "🐳 whale \u200b ok"]
     worst = 0
-    for t in texts:
+    for t in TEXTS():
         want = llm.tokenize(t.encode(), add_bos=True, special=False)
         out = retort("tokenize", "--tokenizer", gemma3, stdin=t.encode())
         got = [int(x) for x in out.split()]
@@ -119,6 +123,27 @@ def test_gemma3_tokenizer_llama_cpp(gemma3):
             first, len(got), len(want), got[first:first + 5], want[first:first + 5])
         worst = max(worst, sum(a != b for a, b in zip(got, want)))
     record("tokenizer: Gemma 3 GGUF ids vs llama.cpp (ids differing)", worst, 0, unit="ids")
+
+
+def test_gemma3_hf_tokenizer(gemma3, gemma3_hf):
+    """The tokenizer.json `retort convert gguf` writes: `tokenizers` encodes
+    like llama.cpp parsing specials (user-defined tokens as non-special
+    added tokens, no dummy prefix) and decodes back to the text."""
+    from llama_cpp import Llama
+    from tokenizers import Tokenizer
+    llm = Llama(model_path=str(gemma3), vocab_only=True, verbose=False)
+    tk = Tokenizer.from_file(str(gemma3_hf / "tokenizer.json"))
+    worst = 0
+    for t in TEXTS():
+        # tokenizers always matches the special (added) tokens in the text:
+        # llama.cpp does with special=True
+        want = llm.tokenize(t.encode(), add_bos=True, special=True)
+        got = tk.encode(t).ids
+        assert got == want, "tokenizers ids differ from llama.cpp's (%d vs %d ids)" % (len(got), len(want))
+        assert tk.decode(got, skip_special_tokens=False) == "<bos>" + t
+        worst = max(worst, sum(a != b for a, b in zip(got, want)))
+    record("tokenizers: retort's Gemma 3 tokenizer.json ids vs llama.cpp (ids differing)", worst, 0,
+           unit="ids")
 
 
 def test_gemma3_transformers_convert(gemma3_hf, gemma3_logits):
