@@ -6,6 +6,10 @@
  * which recomputes the probabilities (FlashAttention-2), so memory stays
  * O(T) per head instead of O(T^2).
  *
+ * rt_attention_window adds a sliding window (kernels/kernels.h): each
+ * query sees only the last `window` keys up to itself (Gemma 3's local
+ * layers), in both directions.
+ *
  * k and v may be longer than q (Tk > Tq: KV-cache decoding, where query i
  * sits at position Tk - Tq + i); that form is forward-only, so it is
  * refused when a gradient would be needed, and takes no segments.
@@ -17,7 +21,7 @@ static void attention_backward(rt_ctx *ctx, rt_node *n) {
     rt_tensor *dq = rt_grad(ctx, q), *dk = rt_grad(ctx, k), *dv = rt_grad(ctx, v);
     if (!dq && !dk && !dv) return;
     ctx->k->attention_bwd(q->shape[0], q->shape[1], q->shape[2], k->shape[2], q->shape[3],
-                          q->data, k->data, v->data, seg ? seg->data : NULL, n->out->data,
+                          q->data, k->data, v->data, seg ? seg->data : NULL, n->i[0], n->out->data,
                           n->saved[0]->data, n->out->grad->data, dq ? dq->data : NULL,
                           dk ? dk->data : NULL, dv ? dv->data : NULL);
 }
@@ -27,7 +31,13 @@ static bool is_f32_4d(const rt_ctx *ctx, const rt_tensor *t) {
 }
 
 rt_tensor *rt_attention(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *v, rt_tensor *seg) {
+    return rt_attention_window(ctx, q, k, v, seg, 0);
+}
+
+rt_tensor *rt_attention_window(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *v,
+                               rt_tensor *seg, int64_t window) {
     if (!q || !k || !v) return NULL;
+    if (window < 0) return rt_ctx_fail(ctx, RT_EINTERNAL, "attention: window %lld < 0", (long long)window);
     char sq[64], sk[64], sv[64];
     rt_shape_str(q, sq, sizeof sq);
     rt_shape_str(k, sk, sizeof sk);
@@ -62,10 +72,13 @@ rt_tensor *rt_attention(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *v, r
     rt_tensor *out = rt_new_like(ctx, q);
     rt_tensor *lse = rt_new(ctx, RT_F32, 3, (int64_t[]){B, H, T});
     if (!out || !lse) return NULL;
-    ctx->k->attention(B, T, Tk, H, Hkv, Dh, q->data, k->data, v->data, seg ? seg->data : NULL,
+    ctx->k->attention(B, T, Tk, H, Hkv, Dh, q->data, k->data, v->data, seg ? seg->data : NULL, window,
                       out->data, lse->data);
     rt_node *n = rt_record(ctx, "attention", attention_backward, out, 4,
                            (rt_tensor *[]){q, k, v, seg});
-    if (n) n->saved[0] = lse;
+    if (n) {
+        n->saved[0] = lse;
+        n->i[0] = window;
+    }
     return out;
 }

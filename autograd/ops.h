@@ -43,7 +43,8 @@ extern "C" {
     X(CHECKPOINT, "checkpoint") \
     X(KD_LOSS, "kd_loss") \
     X(LINEAR_LORA, "linear_lora") \
-    X(LINEAR_CROSS_ENTROPY, "linear_cross_entropy")
+    X(LINEAR_CROSS_ENTROPY, "linear_cross_entropy") \
+    X(GEGLU, "geglu")
 
 typedef enum {
 #define RT_OP_ENUM(id, name) RT_OP_##id,
@@ -101,6 +102,9 @@ rt_tensor *rt_rope_qk(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *pos, f
 rt_tensor *rt_silu(rt_ctx *ctx, rt_tensor *x);
 /* silu(gate) * up, same shapes. */
 rt_tensor *rt_swiglu(rt_ctx *ctx, rt_tensor *gate, rt_tensor *up);
+/* gelu_tanh(gate) * up, same shapes (GeGLU: Gemma's gated MLP with
+ * transformers' "gelu_pytorch_tanh"; autograd/op_geglu.c). */
+rt_tensor *rt_geglu(rt_ctx *ctx, rt_tensor *gate, rt_tensor *up);
 
 /* Over the last dim. */
 rt_tensor *rt_softmax(rt_ctx *ctx, rt_tensor *x);
@@ -110,6 +114,11 @@ rt_tensor *rt_log_softmax(rt_ctx *ctx, rt_tensor *x);
  * seg i32 [B, T] or NULL (packed samples attend only within their segment)
  * -> [B, T, H, Dh]. Differentiable in q, k, v. */
 rt_tensor *rt_attention(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *v, rt_tensor *seg);
+/* The same with a sliding window (window > 0; 0 is rt_attention): query at
+ * position p sees keys j with p - window < j <= p (Gemma 3's local layers;
+ * transformers' sliding_window_overlay). */
+rt_tensor *rt_attention_window(rt_ctx *ctx, rt_tensor *q, rt_tensor *k, rt_tensor *v,
+                               rt_tensor *seg, int64_t window);
 
 /* Inverted dropout with probability p while ctx->training; identity (the
  * same tensor) otherwise or when p == 0. */

@@ -76,11 +76,11 @@ static void check_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_
     for (int64_t i = 0; i < B * Tk; i++) seg[i] = (int32_t)((i % Tk) / 100 + (i % Tk > 250));
     const int32_t *sg = use_seg ? seg : NULL;
     float *out = calloc((size_t)nq, 4), *lse = calloc((size_t)(B * H * Tq), 4);
-    C->attention(B, Tq, Tk, H, Hkv, Dh, q, k, v, sg, out, lse);
+    C->attention(B, Tq, Tk, H, Hkv, Dh, q, k, v, sg, 0, out, lse);
     float *dq_ = dup_dev(q, nq * 4), *dk_ = dup_dev(k, nk * 4), *dv_ = dup_dev(v, nk * 4);
     int32_t *dseg = dup_dev(seg, (size_t)(B * Tk) * 4);
     float *dout = G->malloc(nq * 4), *dlse = G->malloc(B * H * Tq * 4);
-    G->attention(B, Tq, Tk, H, Hkv, Dh, dq_, dk_, dv_, use_seg ? dseg : NULL, dout, dlse);
+    G->attention(B, Tq, Tk, H, Hkv, Dh, dq_, dk_, dv_, use_seg ? dseg : NULL, 0, dout, dlse);
     char name[128];
     snprintf(name, sizeof name, "attention B%lld Tq%lld Tk%lld H%lld/%lld Dh%lld%s out",
              (long long)B, (long long)Tq, (long long)Tk, (long long)H, (long long)Hkv,
@@ -92,8 +92,8 @@ static void check_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_
         float *gq = hrand(nq, -1, 1), *gk = hrand(nk, -1, 1), *gv = hrand(nk, -1, 1);
         float *dgq = dup_dev(gq, nq * 4), *dgk = dup_dev(gk, nk * 4), *dgv = dup_dev(gv, nk * 4);
         float *ddO = dup_dev(dO, nq * 4);
-        C->attention_bwd(B, Tq, H, Hkv, Dh, q, k, v, sg, out, lse, dO, gq, gk, gv);
-        G->attention_bwd(B, Tq, H, Hkv, Dh, dq_, dk_, dv_, use_seg ? dseg : NULL, dout, dlse, ddO,
+        C->attention_bwd(B, Tq, H, Hkv, Dh, q, k, v, sg, 0, out, lse, dO, gq, gk, gv);
+        G->attention_bwd(B, Tq, H, Hkv, Dh, dq_, dk_, dv_, use_seg ? dseg : NULL, 0, dout, dlse, ddO,
                          dgq, dgk, dgv);
         cmp("  dq", dgq, gq, nq, 1e-3);
         cmp("  dk", dgk, gk, nk, 1e-3);
@@ -308,11 +308,11 @@ enum { T = 2048, Dm = 2048, H = 32, HKV = 8, DH = 64, F = 8192, V = 128256 };
 
 static void t_attn(void *p) {
     bufs *b = p;
-    G->attention(1, T, T, H, HKV, DH, b->a, b->b, b->c, NULL, b->d, b->e);
+    G->attention(1, T, T, H, HKV, DH, b->a, b->b, b->c, NULL, 0, b->d, b->e);
 }
 static void t_attn_bwd(void *p) {
     bufs *b = p;
-    G->attention_bwd(1, T, H, HKV, DH, b->a, b->b, b->c, NULL, b->d, b->e, b->d, b->f, b->g, b->h);
+    G->attention_bwd(1, T, H, HKV, DH, b->a, b->b, b->c, NULL, 0, b->d, b->e, b->d, b->f, b->g, b->h);
 }
 static void t_gemm(void *p) { /* up projection: [T, Dm] x [F, Dm]^T */
     bufs *b = p;

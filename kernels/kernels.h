@@ -102,6 +102,11 @@ typedef struct rt_kernels {
     void (*swiglu)(int64_t n, const float *gate, const float *up, float *y);
     void (*swiglu_bwd)(int64_t n, const float *gate, const float *up, const float *dy,
                        float *dgate, float *dup);
+    /* y = gelu_tanh(gate) * up (GeGLU, Gemma's MLP; gelu_tanh(x) =
+     * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), kernels/cpu/geglu.c) */
+    void (*geglu)(int64_t n, const float *gate, const float *up, float *y);
+    void (*geglu_bwd)(int64_t n, const float *gate, const float *up, const float *dy,
+                      float *dgate, float *dup);
 
     /* ---- softmax / log-softmax over the last dim (rows x cols) ---- */
     void (*softmax)(int64_t rows, int64_t cols, const float *x, float *y);
@@ -113,14 +118,17 @@ typedef struct rt_kernels {
      *   q[B,Tq,H,Dh], k,v[B,Tk,Hkv,Dh] (H % Hkv == 0, query head h reads kv head
      *   h / (H/Hkv)), out[B,Tq,H,Dh]; query i sits at position Tk-Tq+i and sees keys
      *   j <= Tk-Tq+i; with seg (i32 [B,T], only when Tq == Tk) also only keys with
-     *   seg[j] == seg[i] (packed samples). scale = 1/sqrt(Dh).
+     *   seg[j] == seg[i] (packed samples); with window > 0 also only keys
+     *   j > Tk-Tq+i - window (sliding-window attention: the query and the
+     *   window-1 keys before it, as transformers' sliding_window_overlay and
+     *   llama.cpp's LLAMA_SWA_TYPE_STANDARD). scale = 1/sqrt(Dh).
      *   lse[B,H,Tq] = logsumexp of the scaled scores, saved for backward. ---- */
     void (*attention)(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
                       const float *q, const float *k, const float *v, const int32_t *seg,
-                      float *out, float *lse);
+                      int64_t window, float *out, float *lse);
     void (*attention_bwd)(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
                           const float *q, const float *k, const float *v, const int32_t *seg,
-                          const float *out, const float *lse, const float *dout,
+                          int64_t window, const float *out, const float *lse, const float *dout,
                           float *dq, float *dk, float *dv);
 
     /* ---- dropout (inverted: kept values scaled by 1/(1-p)); the mask of

@@ -47,5 +47,7 @@ extern const rt_op_case rt_op_cases_c[];
 extern const int rt_n_op_cases_c;
 extern const rt_op_case rt_op_cases_d[];
 extern const int rt_n_op_cases_d;
+extern const rt_op_case rt_op_cases_e[];
+extern const int rt_n_op_cases_e;
 
 #endif

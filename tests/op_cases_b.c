@@ -113,7 +113,7 @@ static rt_tensor *build_attention_decode(rt_ctx *ctx, rt_tensor **in) {
     if (!out || !lse) return NULL;
     if (!ctx->k->attention)
         return rt_ctx_fail(ctx, RT_EINTERNAL, "attention: no %s kernel", ctx->k->name);
-    ctx->k->attention(2, 3, 7, 4, 2, 8, in[0]->data, in[1]->data, in[2]->data, NULL, out->data,
+    ctx->k->attention(2, 3, 7, 4, 2, 8, in[0]->data, in[1]->data, in[2]->data, NULL, 0, out->data,
                       lse->data);
     return out;
 }
@@ -150,7 +150,7 @@ static rt_tensor *build_attention_decode_wide(rt_ctx *ctx, rt_tensor **in) {
     if (!out || !lse) return NULL;
     if (!ctx->k->attention)
         return rt_ctx_fail(ctx, RT_EINTERNAL, "attention: no %s kernel", ctx->k->name);
-    ctx->k->attention(1, 3, 70, 2, 1, 20, in[0]->data, in[1]->data, in[2]->data, NULL, out->data,
+    ctx->k->attention(1, 3, 70, 2, 1, 20, in[0]->data, in[1]->data, in[2]->data, NULL, 0, out->data,
                       lse->data);
     return out;
 }

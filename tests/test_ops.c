@@ -1,4 +1,4 @@
-/* retort — the table-driven op test (rows: tests/op_cases_a.c, op_cases_b.c, op_cases_c.c, op_cases_d.c;
+/* retort — the table-driven op test (rows: tests/op_cases_a.c, op_cases_b.c, op_cases_c.c, op_cases_d.c, op_cases_e.c;
  * contract: tests/op_cases.h) plus a few dedicated checks that do not fit a
  * row (checkpoint vs. plain, dropout statistics, error paths).
  *
@@ -538,16 +538,16 @@ static void gpu_attention(const rt_kernels *G, int64_t Dh) {
     float *dout = rs_rand(nq, -1, 1);
     float *out = malloc((size_t)nq * 4), *lse = malloc((size_t)nl * 4);
     float *dq = calloc((size_t)nq, 4), *dk = calloc((size_t)nk, 4), *dv = calloc((size_t)nk, 4);
-    rt_kernels_cpu.attention(B, T, T, H, Hkv, Dh, q, k, v, NULL, out, lse);
-    rt_kernels_cpu.attention_bwd(B, T, H, Hkv, Dh, q, k, v, NULL, out, lse, dout, dq, dk, dv);
+    rt_kernels_cpu.attention(B, T, T, H, Hkv, Dh, q, k, v, NULL, 0, out, lse);
+    rt_kernels_cpu.attention_bwd(B, T, H, Hkv, Dh, q, k, v, NULL, 0, out, lse, dout, dq, dk, dv);
     float *gq = gpu_dup(G, q, nq * 4), *gk = gpu_dup(G, k, nk * 4), *gv = gpu_dup(G, v, nk * 4);
     float *gdo = gpu_dup(G, dout, nq * 4), *go = G->malloc(nq * 4), *gl = G->malloc(nl * 4);
     float *gdq = G->malloc(nq * 4), *gdk = G->malloc(nk * 4), *gdv = G->malloc(nk * 4);
     char what[96];
     if (gq && gk && gv && gdo && go && gl && gdq && gdk && gdv) {
         G->zero(gdq, nq * 4), G->zero(gdk, nk * 4), G->zero(gdv, nk * 4);
-        G->attention(B, T, T, H, Hkv, Dh, gq, gk, gv, NULL, go, gl);
-        G->attention_bwd(B, T, H, Hkv, Dh, gq, gk, gv, NULL, go, gl, gdo, gdq, gdk, gdv);
+        G->attention(B, T, T, H, Hkv, Dh, gq, gk, gv, NULL, 0, go, gl);
+        G->attention_bwd(B, T, H, Hkv, Dh, gq, gk, gv, NULL, 0, go, gl, gdo, gdq, gdk, gdv);
         snprintf(what, sizeof what, "attention T=2048 H=4 Hkv=2 Dh=%lld out, lse", (long long)Dh);
         report_row(what, rt_worse(gpu_err(G, go, out, nq), gpu_err(G, gl, lse, nl)), GPU_FWD_TOL);
         snprintf(what, sizeof what, "attention T=2048 H=4 Hkv=2 Dh=%lld dq, dk, dv", (long long)Dh);
@@ -661,6 +661,7 @@ int main(int argc, char **argv) {
         {rt_op_cases_b, rt_n_op_cases_b},
         {rt_op_cases_c, rt_n_op_cases_c},
         {rt_op_cases_d, rt_n_op_cases_d},
+        {rt_op_cases_e, rt_n_op_cases_e},
     };
     int n = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) n += files[f].n;

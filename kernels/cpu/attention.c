@@ -3,7 +3,8 @@
  * Layouts (kernels/kernels.h): q, out, dq [B,Tq,H,Dh]; k, v, dk, dv
  * [B,Tk,Hkv,Dh]; lse [B,H,Tq]; seg [B,T]. Query head h reads kv head
  * h / (H/Hkv). Query i sits at absolute position Tk-Tq+i and sees key j iff
- * j <= Tk-Tq+i and (no seg, or seg[j] == seg[i]).
+ * j <= Tk-Tq+i and (no seg, or seg[j] == seg[i]) and (window 0, or
+ * Tk-Tq+i - j < window: a sliding window of the last `window` keys).
  *
  * Neither direction materialises the [Tq,Tk] score matrix: the forward is an
  * online softmax (Milakov & Gimelshein 2018, as in FlashAttention) keeping a
@@ -65,6 +66,7 @@ typedef struct att_args {
     int64_t B, Tq, Tk, H, Hkv, Dh;
     int64_t group, kstride; /* H / Hkv; distance between consecutive keys of one head */
     float scale;            /* 1/sqrt(Dh) */
+    int64_t window;         /* sliding window (keys a query sees); 0: none */
     const float *q, *k, *v, *out, *lse, *dout;
     const int32_t *seg;
     float *o, *lse_out, *dq, *dk, *dv;
@@ -119,6 +121,18 @@ RT_CPU_INLINE void mask_segments(int64_t n, const int32_t *seg_j, int32_t seg_i,
         if (seg_j[j] != seg_i) s[j] = -INFINITY;
 }
 
+/* Keys j0 + j more than window - 1 positions behind the query at pos get
+ * score -inf (sliding-window attention, e.g. Gemma 3's local layers: as
+ * transformers' sliding_window_overlay, kv > q - window). */
+RT_CPU_INLINE void mask_window(int64_t n, int64_t j0, int64_t pos, int64_t window, float *s) {
+    for (int64_t j = 0; j < n && pos - (j0 + j) >= window; j++) s[j] = -INFINITY;
+}
+
+/* The first key block (of size bs) a query at pos can see. */
+RT_CPU_INLINE int64_t window_start(int64_t pos, int64_t window, int64_t bs) {
+    return window > 0 && pos - window + 1 > 0 ? (pos - window + 1) / bs * bs : 0;
+}
+
 /* tile[d][j] = rows[j * stride + d] for j < n, d < Dh: keys (or values) of
  * one head, transposed so that loops over keys are contiguous. */
 RT_CPU_INLINE void pack_tile(int64_t n, int64_t Dh, const float *rows, int64_t stride, float *tile) {
@@ -161,7 +175,7 @@ static RT_CPU_CLONES void fwd_tiled_unit(const att_args *a, int64_t b, int64_t h
         memset(a->o + ((b * Tq + i0 + r) * H + h) * Dh, 0, (size_t)Dh * sizeof(float));
     }
     const int64_t kend = off + i0 + nq; /* the unit's rows see keys < kend */
-    for (int64_t j0 = 0; j0 < kend; j0 += ATT_KB) {
+    for (int64_t j0 = window_start(off + i0, a->window, ATT_KB); j0 < kend; j0 += ATT_KB) {
         const int64_t n = min64(ATT_KB, kend - j0);
         pack_tile(n, Dh, a->k + kv0 + j0 * kstride, kstride, kt);
         pack_tile(n, Dh, a->v + kv0 + j0 * kstride, kstride, vt);
@@ -171,6 +185,7 @@ static RT_CPU_CLONES void fwd_tiled_unit(const att_args *a, int64_t b, int64_t h
             const int64_t row = (b * Tq + i) * H + h;
             tile_dots(nv, Dh, a->q + row * Dh, kt, a->scale, s);
             if (seg_b) mask_segments(nv, seg_b + j0, seg_b[off + i], s);
+            if (a->window) mask_window(nv, j0, off + i, a->window, s);
             const float c = softmax_block(nv, s, &m[r], &l[r]);
             if (c < 0.0f) continue;
             float *o = a->o + row * Dh;
@@ -213,7 +228,7 @@ static RT_CPU_CLONES void fwd_gemm_unit(const att_args *a, int64_t b, int64_t h,
         memset(ob + r * ldq, 0, (size_t)Dh * sizeof(float));
     }
     const int64_t kend = off + i0 + nq; /* the unit's rows see keys < kend */
-    for (int64_t j0 = 0; j0 < kend; j0 += ATT_GB) {
+    for (int64_t j0 = window_start(off + i0, a->window, ATT_GB); j0 < kend; j0 += ATT_GB) {
         const int64_t n = min64(ATT_GB, kend - j0);
         rt_cpu_gemm_tile(false, true, nq, n, Dh, a->scale, qb, ldq, a->k + kv0 + j0 * kstride,
                          kstride, 0.0f, S, ATT_GB);
@@ -222,6 +237,7 @@ static RT_CPU_CLONES void fwd_gemm_unit(const att_args *a, int64_t b, int64_t h,
             float *s = S + r * ATT_GB, c = -1.0f;
             if (nv > 0) {
                 if (seg_b) mask_segments(nv, seg_b + j0, seg_b[off + i], s);
+                if (a->window) mask_window(nv, j0, off + i, a->window, s);
                 c = softmax_block(nv, s, &m[r], &l[r]);
             }
             if (c < 0.0f) { /* sees none of this block */
@@ -252,12 +268,12 @@ static RT_CPU_CLONES void fwd_gemm_unit(const att_args *a, int64_t b, int64_t h,
  * (causal), so units are handed out dynamically. */
 void rt_cpu_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
                       const float *q, const float *k, const float *v, const int32_t *seg,
-                      float *out, float *lse) {
+                      int64_t window, float *out, float *lse) {
     const att_args a = {.B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .Dh = Dh,
                         .group = H / Hkv, .kstride = Hkv * Dh,
                         .scale = (float)(1.0 / sqrt((double)Dh)), .q = q, .k = k, .v = v,
                         /* segments are defined for full sequences only */
-                        .seg = Tq == Tk ? seg : NULL, .o = out, .lse_out = lse};
+                        .seg = Tq == Tk ? seg : NULL, .window = window, .o = out, .lse_out = lse};
     const bool par = B * Tq * Tk * H * Dh >= ATT_OMP_MIN;
     if (Dh <= ATT_DPACK) {
         const int64_t nqb = (Tq + ATT_QB - 1) / ATT_QB;
@@ -304,6 +320,7 @@ static RT_CPU_CLONES void bwd_tiled_pair(const att_args *a, int64_t b, int64_t k
                 const float *qi = a->q + qo, *doi = a->dout + qo;
                 tile_dots(nv, Dh, qi, kt, a->scale, p);
                 if (seg_b) mask_segments(nv, seg_b + j0, seg_b[i], p);
+                if (a->window) mask_window(nv, j0, i, a->window, p);
                 tile_dots(nv, Dh, doi, vt, 1.0f, ds); /* dP */
                 probs_and_dscores(nv, a->lse[(b * H + h) * T + i], dotf(Dh, doi, a->out + qo),
                                   a->scale, p, ds);
@@ -366,6 +383,7 @@ static RT_CPU_CLONES void bwd_gemm_pair(const att_args *a, int64_t b, int64_t kh
                     float *p = S + r * ATT_GB, *ds = dP + r * ATT_GB;
                     if (nv > 0) {
                         if (seg_b) mask_segments(nv, seg_b + j0, seg_b[i], p);
+                        if (a->window) mask_window(nv, j0, i, a->window, p);
                         probs_and_dscores(nv, a->lse[(b * H + h) * T + i],
                                           dotf(Dh, doi + r * ldq, a->out + qo + r * ldq), a->scale,
                                           p, ds);
@@ -393,13 +411,14 @@ static RT_CPU_CLONES void bwd_gemm_pair(const att_args *a, int64_t b, int64_t kh
  * accumulation is race-free without atomics or scratch. */
 void rt_cpu_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
                           const float *q, const float *k, const float *v, const int32_t *seg,
-                          const float *out, const float *lse, const float *dout, float *dq,
+                          int64_t window, const float *out, const float *lse, const float *dout, float *dq,
                           float *dk, float *dv) {
     if (!dq && !dk && !dv) return;
     const att_args a = {.B = B, .Tq = T, .Tk = T, .H = H, .Hkv = Hkv, .Dh = Dh,
                         .group = H / Hkv, .kstride = Hkv * Dh,
                         .scale = (float)(1.0 / sqrt((double)Dh)), .q = q, .k = k, .v = v,
-                        .out = out, .lse = lse, .dout = dout, .seg = seg, .dq = dq, .dk = dk,
+                        .out = out, .lse = lse, .dout = dout, .seg = seg, .window = window,
+                        .dq = dq, .dk = dk,
                         .dv = dv};
 #pragma omp parallel for schedule(dynamic, 1) if (B * T * T * H * Dh >= ATT_OMP_MIN)
     for (int64_t pair = 0; pair < B * Hkv; pair++) {

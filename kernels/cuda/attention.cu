@@ -4,7 +4,8 @@
 //
 //   q, out, dq [B,Tq,H,Dh]; k, v, dk, dv [B,Tk,Hkv,Dh]; lse [B,H,Tq]; seg [B,T].
 //   Query head h reads kv head h / (H/Hkv); query i (absolute position
-//   Tk-Tq+i) sees key j iff j <= Tk-Tq+i and (no seg, or seg[j] == seg[i]).
+//   Tk-Tq+i) sees key j iff j <= Tk-Tq+i and (no seg, or seg[j] == seg[i])
+//   and (window 0, or Tk-Tq+i - j < window).
 //
 // Neither direction materialises the score matrix. Work unit: one warp per
 // row (a query row in the forward and dQ kernels, a key row in the dK/dV
@@ -48,7 +49,13 @@ constexpr unsigned kFull = 0xffffffffu;
 struct Shape {
     int64_t B, Tq, Tk, H, Hkv, Dh, group;
     float scale;
+    int64_t window; // sliding window (keys a query sees); 0: none
 };
+
+// Key j is inside the sliding window of the query at absolute position i.
+__device__ inline bool in_window(const Shape &sh, int64_t i, int64_t j) {
+    return sh.window <= 0 || i - j < sh.window;
+}
 
 __device__ inline float warp_sum(float v) { return warp_allreduce(v, Sum()); }
 __device__ inline float warp_max(float v) { return warp_allreduce(v, Max()); }
@@ -108,7 +115,7 @@ __global__ void attn_fwd_kernel(Shape sh, const float *q, const float *k, const 
         if (!valid || j0 > last) continue; // warp-uniform
         const int64_t j = j0 + lane;
         float s = -INFINITY;
-        if (j <= last && (!seg || seg[b * sh.Tk + j] == seg_i))
+        if (j <= last && in_window(sh, last, j) && (!seg || seg[b * sh.Tk + j] == seg_i))
             s = sh.scale * dot_dh(qw, Ks + lane * ld, Dh);
         const float bm = warp_max(s);
         if (bm == -INFINITY) continue; // every key of the tile is masked for this row
@@ -193,7 +200,7 @@ __global__ void attn_dq_kernel(Shape sh, const float *q, const float *k, const f
         if (!valid || j0 > i) continue; // warp-uniform
         const int64_t j = j0 + lane;
         float ds = 0.0f;
-        if (j <= i && (!seg || seg[b * T + j] == seg_i)) {
+        if (j <= i && in_window(sh, i, j) && (!seg || seg[b * T + j] == seg_i)) {
             const float p = expf(sh.scale * dot_dh(qw, Ks + lane * ld, Dh) - lse_i);
             const float dp = dot_dh(gw, Vs + lane * ld, Dh);
             ds = sh.scale * p * (dp - D_i);
@@ -257,7 +264,7 @@ __global__ void attn_dkdv_kernel(Shape sh, const float *q, const float *k, const
             if (!valid) continue;
             const int64_t i = i0 + lane;
             float p = 0.0f, ds = 0.0f;
-            if (i < T && i >= j && (!seg || seg[b * T + i] == seg_j)) {
+            if (i < T && i >= j && in_window(sh, i, j) && (!seg || seg[b * T + i] == seg_j)) {
                 p = expf(sh.scale * dot_dh(Qt + lane * ld, kw, Dh) - Lt[lane]);
                 const float dp = dot_dh(Gt + lane * ld, vw, Dh);
                 ds = sh.scale * p * (dp - Dt[lane]);
@@ -306,11 +313,11 @@ bool check_shape(const char *what, int64_t B, int64_t Tq, int64_t H, int64_t Hkv
 
 void rt_cuda_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
                        const float *q, const float *k, const float *v, const int32_t *seg,
-                       float *out, float *lse) {
+                       int64_t window, float *out, float *lse) {
     if (B <= 0 || Tq <= 0 || H <= 0) return;
     if (!check_shape("attention", B, Tq, H, Hkv, Dh)) return;
     if (Tq != Tk) seg = nullptr; // segments are defined for full sequences only
-    const Shape sh = {B, Tq, Tk, H, Hkv, Dh, H / Hkv, (float)(1.0 / sqrt((double)Dh))};
+    const Shape sh = {B, Tq, Tk, H, Hkv, Dh, H / Hkv, (float)(1.0 / sqrt((double)Dh)), window};
     const size_t smem = (size_t)(2 * kTile * (Dh + 1) + kRows * Dh) * sizeof(float);
     if (!allow_smem((const void *)attn_fwd_kernel, smem)) return;
     const dim3 grid((unsigned)((Tq + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
@@ -320,11 +327,11 @@ void rt_cuda_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv
 
 void rt_cuda_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
                            const float *q, const float *k, const float *v, const int32_t *seg,
-                           const float *out, const float *lse, const float *dout, float *dq,
+                           int64_t window, const float *out, const float *lse, const float *dout, float *dq,
                            float *dk, float *dv) {
     if (B <= 0 || T <= 0 || H <= 0 || (!dq && !dk && !dv)) return;
     if (!check_shape("attention backward", B, T, H, Hkv, Dh)) return;
-    const Shape sh = {B, T, T, H, Hkv, Dh, H / Hkv, (float)(1.0 / sqrt((double)Dh))};
+    const Shape sh = {B, T, T, H, Hkv, Dh, H / Hkv, (float)(1.0 / sqrt((double)Dh)), window};
     float *D = (float *)scratch((size_t)(B * H * T) * sizeof(float));
     if (!D) return;
     attn_delta_kernel<<<grid_for(B * T * H * 32), kThreads>>>(sh, out, dout, D);

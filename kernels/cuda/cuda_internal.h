@@ -157,13 +157,18 @@ void rt_cuda_kd_topk_loss_bwd(int64_t N, int64_t V, int64_t K, const float *s,
 void rt_cuda_kd_topk(int64_t N, int64_t V, int64_t K, const float *t, float T, int32_t *ids,
                      float *logp);
 
+// geglu.cu
+void rt_cuda_geglu(int64_t n, const float *gate, const float *up, float *y);
+void rt_cuda_geglu_bwd(int64_t n, const float *gate, const float *up, const float *dy,
+                       float *dgate, float *dup);
+
 // attention.cu
 void rt_cuda_attention(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t Dh,
                        const float *q, const float *k, const float *v, const int32_t *seg,
-                       float *out, float *lse);
+                       int64_t window, float *out, float *lse);
 void rt_cuda_attention_bwd(int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
                            const float *q, const float *k, const float *v, const int32_t *seg,
-                           const float *out, const float *lse, const float *dout, float *dq,
+                           int64_t window, const float *out, const float *lse, const float *dout, float *dq,
                            float *dk, float *dv);
 
 // nf4.cu

@@ -109,6 +109,8 @@ static rt_kernels make_table(void) {
     k.silu_bwd = rt_cuda_silu_bwd;
     k.swiglu = rt_cuda_swiglu;
     k.swiglu_bwd = rt_cuda_swiglu_bwd;
+    k.geglu = rt_cuda_geglu;
+    k.geglu_bwd = rt_cuda_geglu_bwd;
     k.softmax = rt_cuda_softmax;
     k.softmax_bwd = rt_cuda_softmax_bwd;
     k.log_softmax = rt_cuda_log_softmax;

@@ -10,47 +10,69 @@ bool rt_is_gguf(const char *path) {
     return n >= 5 && strcmp(path + n - 5, ".gguf") == 0;
 }
 
-/* GGUF suffix <-> HF suffix of the per-layer tensors. */
-static const struct { const char *gguf, *hf; } g_layer_names[] = {
-    {"attn_norm.weight", "input_layernorm.weight"},
-    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+/* GGUF suffix <-> HF suffix of the per-layer tensors, common to both
+ * architectures, then the norms of each (llama.cpp's tensor map,
+ * gguf-py/gguf/tensor_mapping.py: for Gemma 2/3, ffn_norm is the
+ * pre-feedforward norm and attn_post_norm / ffn_post_norm the sandwich
+ * norms). */
+typedef struct { const char *gguf, *hf; } g_name;
+static const g_name g_layer_names[] = {
     {"attn_q.weight", "self_attn.q_proj.weight"},     {"attn_k.weight", "self_attn.k_proj.weight"},
     {"attn_v.weight", "self_attn.v_proj.weight"},     {"attn_output.weight", "self_attn.o_proj.weight"},
     {"attn_q.bias", "self_attn.q_proj.bias"},         {"attn_k.bias", "self_attn.k_proj.bias"},
     {"attn_v.bias", "self_attn.v_proj.bias"},
     {"ffn_gate.weight", "mlp.gate_proj.weight"},      {"ffn_up.weight", "mlp.up_proj.weight"},
-    {"ffn_down.weight", "mlp.down_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},      {NULL, NULL},
 };
-static const struct { const char *gguf, *hf; } g_top_names[] = {
+static const g_name g_llama_norms[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"}, {NULL, NULL},
+};
+static const g_name g_gemma3_norms[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+    {"ffn_norm.weight", "pre_feedforward_layernorm.weight"},
+    {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"}, {NULL, NULL},
+};
+static const g_name g_top_names[] = {
     {"token_embd.weight", "model.embed_tokens.weight"},
     {"output_norm.weight", "model.norm.weight"},
-    {"output.weight", "lm_head.weight"},
+    {"output.weight", "lm_head.weight"}, {NULL, NULL},
 };
-#define N_LAYER_NAMES (sizeof g_layer_names / sizeof g_layer_names[0])
-#define N_TOP_NAMES (sizeof g_top_names / sizeof g_top_names[0])
+
+static const g_name *g_find(const g_name *t, const char *name, bool to_hf) {
+    for (; t->gguf; t++)
+        if (!strcmp(name, to_hf ? t->gguf : t->hf)) return t;
+    return NULL;
+}
 
 /* Maps a tensor name between the two namings (to_hf: GGUF -> HF) into buf;
  * false if it has no counterpart. */
-static bool g_map_name(const char *name, char *buf, size_t cap, bool to_hf) {
-    for (size_t i = 0; i < N_TOP_NAMES; i++)
-        if (!strcmp(name, to_hf ? g_top_names[i].gguf : g_top_names[i].hf)) {
-            snprintf(buf, cap, "%s", to_hf ? g_top_names[i].hf : g_top_names[i].gguf);
-            return true;
-        }
+static bool g_map_name(const char *name, char *buf, size_t cap, bool to_hf, rt_arch arch) {
+    const g_name *e = g_find(g_top_names, name, to_hf);
+    if (e) {
+        snprintf(buf, cap, "%s", to_hf ? e->hf : e->gguf);
+        return true;
+    }
     int layer, n = 0;
     if (sscanf(name, to_hf ? "blk.%d.%n" : "model.layers.%d.%n", &layer, &n) != 1 || n == 0 || layer < 0)
         return false;
-    for (size_t i = 0; i < N_LAYER_NAMES; i++)
-        if (!strcmp(name + n, to_hf ? g_layer_names[i].gguf : g_layer_names[i].hf)) {
-            snprintf(buf, cap, to_hf ? "model.layers.%d.%s" : "blk.%d.%s", layer,
-                     to_hf ? g_layer_names[i].hf : g_layer_names[i].gguf);
-            return true;
-        }
-    return false;
+    e = g_find(g_layer_names, name + n, to_hf);
+    if (!e) e = g_find(arch == RT_ARCH_GEMMA3 ? g_gemma3_norms : g_llama_norms, name + n, to_hf);
+    if (!e) return false;
+    snprintf(buf, cap, to_hf ? "model.layers.%d.%s" : "blk.%d.%s", layer, to_hf ? e->hf : e->gguf);
+    return true;
 }
 
-bool rt_gguf_name_from_hf(const char *hf, char *buf, size_t cap) {
-    return g_map_name(hf, buf, cap, false);
+bool rt_gguf_name_from_hf(const char *hf, char *buf, size_t cap, rt_arch arch) {
+    return g_map_name(hf, buf, cap, false, arch);
+}
+
+bool rt_gguf_is_shifted_norm(const char *hf, rt_arch arch) {
+    size_t n = strlen(hf);
+    return arch == RT_ARCH_GEMMA3 && n >= 11 && !strcmp(hf + n - 11, "norm.weight");
 }
 
 void rt_gguf_permute_rows(float *dst, const float *src, int n_heads, int head_dim, int64_t cols,
@@ -84,12 +106,13 @@ rt_status rt_gguf_llama_config(const rt_gguf *g, rt_llama_config *cfg, bool *per
     size_t alen;
     RT_TRY(rt_gguf_get_str(g, "general.architecture", true, &a, &alen));
     char arch[32];
-    if (alen >= sizeof arch || !((alen == 5 && !memcmp(a, "llama", 5)) || (alen == 5 && !memcmp(a, "qwen2", 5))))
-        return rt_errorf(RT_EINPUT, "%s: general.architecture '%.*s' is not supported (llama, qwen2)",
+    if (alen >= sizeof arch || !((alen == 5 && !memcmp(a, "llama", 5)) || (alen == 5 && !memcmp(a, "qwen2", 5)) ||
+                                 (alen == 6 && !memcmp(a, "gemma3", 6))))
+        return rt_errorf(RT_EINPUT, "%s: general.architecture '%.*s' is not supported (llama, qwen2, gemma3)",
                          path, (int)(alen < 64 ? alen : 64), a);
     memcpy(arch, a, alen);
     arch[alen] = 0;
-    const bool qwen = !strcmp(arch, "qwen2");
+    const bool qwen = !strcmp(arch, "qwen2"), gemma = !strcmp(arch, "gemma3");
     rt_llama_config c = {.rope_theta = 10000.0f, .rms_norm_eps = 1e-5f, .bos_token_id = -1,
                          .eos_token_id = -1, .max_position_embeddings = 2048,
                          .attention_bias = qwen};
@@ -115,7 +138,27 @@ rt_status rt_gguf_llama_config(const rt_gguf *g, rt_llama_config *cfg, bool *per
     f = c.rope_theta;
     RT_TRY(rt_gguf_get_float(g, k, false, &f));
     c.rope_theta = (float)f;
-    const int head_dim = c.hidden_size / c.num_attention_heads;
+    int head_dim = c.hidden_size / c.num_attention_heads;
+    if (gemma) {
+        /* llama.cpp's gemma3 hparams: key_length is the head size, every
+         * 6th layer global, local layers' RoPE base 10000 (llama-model.cpp,
+         * LLM_ARCH_GEMMA3: set_swa_pattern(6), rope_freq_base_train_swa),
+         * attention scale 1/sqrt(key_length) (the 27B's differs: refused). */
+        RT_TRY(g_int_key(g, arch, "attention.key_length", true, 2, 1 << 16, &head_dim));
+        RT_TRY(g_int_key(g, arch, "attention.sliding_window", true, 1, BIG, &c.sliding_window));
+        c.arch = RT_ARCH_GEMMA3;
+        c.head_dim = head_dim;
+        c.sliding_window_pattern = 6;
+        c.rope_local_base_freq = 10000.0f;
+        c.query_pre_attn_scalar = (float)head_dim;
+        if (c.num_hidden_layers == 62)
+            return rt_errorf(RT_EINPUT, "%s: Gemma 3 27B scales attention by hidden/heads, not supported", path);
+        snprintf(k, sizeof k, "%s.final_logit_softcapping", arch);
+        f = 0;
+        RT_TRY(rt_gguf_get_float(g, k, false, &f));
+        if (f != 0)
+            return rt_errorf(RT_EINPUT, "%s: %s = %g is not supported", path, k, f);
+    }
     static const char *const dims[] = {"rope.dimension_count", "attention.key_length",
                                        "attention.value_length"};
     for (int i = 0; i < 3; i++) {
@@ -123,7 +166,7 @@ rt_status rt_gguf_llama_config(const rt_gguf *g, rt_llama_config *cfg, bool *per
         RT_TRY(g_int_key(g, arch, dims[i], false, 0, BIG, &d));
         if (d != head_dim)
             return rt_errorf(RT_EINPUT, "%s: %s.%s = %d, but retort needs head_dim %d "
-                             "(embedding_length / head_count)", path, arch, dims[i], d, head_dim);
+                             "(embedding_length / head_count, or key_length)", path, arch, dims[i], d, head_dim);
     }
     const char *st;
     size_t stl = 0;
@@ -144,7 +187,9 @@ rt_status rt_gguf_llama_config(const rt_gguf *g, rt_llama_config *cfg, bool *per
     snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
     RT_TRY(rt_llama_config_check(&c, path));
     *cfg = c;
-    *permuted = !qwen;
+    /* convert_hf_to_gguf.py permutes q/k for LlamaModel only; Gemma 3 keeps
+     * HF's rotate-half order (llama.cpp runs it with NEOX RoPE). */
+    *permuted = !qwen && !gemma;
     return RT_OK;
 }
 
@@ -152,7 +197,7 @@ rt_status rt_gguf_llama_config(const rt_gguf *g, rt_llama_config *cfg, bool *per
 static rt_status g_add(rt_weights *w, const rt_gguf *g, const rt_gguf_tensor *t,
                        const rt_llama_config *c, bool permuted) {
     char hf[256];
-    if (!g_map_name(t->name, hf, sizeof hf, true))
+    if (!g_map_name(t->name, hf, sizeof hf, true, c->arch))
         return rt_errorf(RT_EINPUT, "%s: tensor %s has no Llama/HF counterpart (unsupported)",
                          rt_gguf_path(g), t->name);
     const int64_t n = rt_gguf_tensor_numel(t);
@@ -160,10 +205,15 @@ static rt_status g_add(rt_weights *w, const rt_gguf *g, const rt_gguf_tensor *t,
     if (!f) return rt_errorf(RT_EINTERNAL, "%s: out of memory", rt_gguf_path(g));
     rt_status s = rt_ggml_dequantize(t->type, t->data, f, n);
     if (s) { free(f); return rt_errorf(RT_EINPUT, "%s: tensor %s: %s", rt_gguf_path(g), t->name, rt_error_message()); }
+    /* Gemma's converter stores norm weights w + 1 (Gemma2Model.modify_tensors
+     * adds 1; transformers' Gemma2TensorProcessor subtracts it on load); the
+     * weight set holds HF's w. */
+    if (rt_gguf_is_shifted_norm(hf, c->arch))
+        for (int64_t i = 0; i < n; i++) f[i] -= 1.0f;
     const bool q = strstr(hf, "q_proj") != NULL, k = strstr(hf, "k_proj") != NULL;
     if (permuted && (q || k)) {
         const int heads = q ? c->num_attention_heads : c->num_key_value_heads;
-        const int hd = c->hidden_size / c->num_attention_heads;
+        const int hd = rt_llama_head_dim(c);
         const int64_t rows = t->n_dims == 1 ? t->ne[0] : t->ne[1], cols = t->n_dims == 1 ? 1 : t->ne[0];
         if (rows != (int64_t)heads * hd) {
             free(f);

@@ -22,6 +22,13 @@
  * of token_embd); rope.dimension_count and attention.key_length /
  * value_length, if present, must equal head_dim; rope scaling must be absent
  * or "none". bos/eos ids come from tokenizer.ggml.bos_token_id/eos_token_id.
+ * "gemma3" (RT_ARCH_GEMMA3): unpermuted; head_dim from attention.key_length,
+ * attention.sliding_window required; the norms are named
+ *   blk.N.post_attention_norm  post_attention_layernorm (after attention)
+ *   blk.N.ffn_norm             pre_feedforward_layernorm
+ *   blk.N.post_ffw_norm        post_feedforward_layernorm
+ *   blk.N.attn_q_norm / attn_k_norm   self_attn.q_norm / k_norm
+ * and every norm weight is stored as 1 + w (rt_gguf_is_shifted_norm).
  */
 #ifndef RT_GGUF_MODEL_H
 #define RT_GGUF_MODEL_H
@@ -52,7 +59,12 @@ void rt_gguf_permute_rows(float *dst, const float *src, int n_heads, int head_di
                           bool to_gguf);
 
 /* The GGUF name of an HF tensor name ("model.layers.3.self_attn.q_proj.weight"
- * -> "blk.3.attn_q.weight") into buf; false if it has none. */
-bool rt_gguf_name_from_hf(const char *hf, char *buf, size_t cap);
+ * -> "blk.3.attn_q.weight") into buf under architecture arch (the norms'
+ * names differ); false if it has none. */
+bool rt_gguf_name_from_hf(const char *hf, char *buf, size_t cap, rt_arch arch);
+
+/* True for an HF tensor whose GGUF copy holds 1 + w instead of w: every
+ * "*norm.weight" of a Gemma 3 model (convert_hf_to_gguf.py adds 1). */
+bool rt_gguf_is_shifted_norm(const char *hf, rt_arch arch);
 
 #endif

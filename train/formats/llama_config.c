@@ -64,13 +64,14 @@ static rt_status cfg_token(const char *path, const cJSON *root, const char *key,
     return RT_OK;
 }
 
-typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2 } cfg_arch;
+typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_GEMMA3 } cfg_arch;
 
 static rt_status cfg_arch_of(const char *path, const cJSON *root, cfg_arch *arch) {
     static const struct { const char *type, *cls; cfg_arch a; } known[] = {
         {"llama", "LlamaForCausalLM", ARCH_LLAMA},
         {"mistral", "MistralForCausalLM", ARCH_MISTRAL},
         {"qwen2", "Qwen2ForCausalLM", ARCH_QWEN2},
+        {"gemma3_text", "Gemma3ForCausalLM", ARCH_GEMMA3},
     };
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     const cJSON *ar = cJSON_GetObjectItemCaseSensitive(root, "architectures");
@@ -89,7 +90,7 @@ static rt_status cfg_arch_of(const char *path, const cJSON *root, cfg_arch *arch
             *arch = known[i].a;
             return RT_OK;
         }
-    return rt_errorf(RT_EINPUT, "%s: unsupported %s \"%s\" (retort supports llama, mistral, qwen2)",
+    return rt_errorf(RT_EINPUT, "%s: unsupported %s \"%s\" (retort supports llama, mistral, qwen2, gemma3_text)",
                      path, by_type ? "model_type" : "architecture", name);
 }
 
@@ -124,15 +125,107 @@ rt_status rt_llama_config_check(const rt_llama_config *c, const char *what) {
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (pos[i].v <= 0)
             return rt_errorf(RT_EINPUT, "%s: %s must be positive (got %d)", what, pos[i].k, pos[i].v);
-    if (c->hidden_size % c->num_attention_heads || (c->hidden_size / c->num_attention_heads) % 2)
+    if (c->head_dim < 0 || (c->head_dim == 0 && c->hidden_size % c->num_attention_heads) ||
+        rt_llama_head_dim(c) % 2)
         return rt_errorf(RT_EINPUT, "%s: hidden_size %d is not num_attention_heads %d times an even "
-                         "head_dim", what, c->hidden_size, c->num_attention_heads);
+                         "head_dim (or head_dim %d is odd)", what, c->hidden_size,
+                         c->num_attention_heads, c->head_dim);
+    if (c->arch == RT_ARCH_GEMMA3 &&
+        (c->sliding_window < 1 || c->sliding_window_pattern < 1 || !(c->rope_local_base_freq > 0) ||
+         !(c->query_pre_attn_scalar > 0)))
+        return rt_errorf(RT_EINPUT, "%s: gemma3 needs sliding_window >= 1, a layer pattern >= 1 and "
+                         "positive rope_local_base_freq and query_pre_attn_scalar", what);
     if (c->num_attention_heads % c->num_key_value_heads)
         return rt_errorf(RT_EINPUT, "%s: num_attention_heads %d is not a multiple of "
                          "num_key_value_heads %d", what, c->num_attention_heads, c->num_key_value_heads);
     if (!(c->rms_norm_eps > 0) || !(c->rope_theta > 0))
         return rt_errorf(RT_EINPUT, "%s: rms_norm_eps and rope_theta must be positive", what);
     return RT_OK;
+}
+
+int rt_llama_head_dim(const rt_llama_config *c) {
+    return c->head_dim > 0 ? c->head_dim : c->hidden_size / c->num_attention_heads;
+}
+
+bool rt_llama_layer_is_local(const rt_llama_config *c, int li) {
+    return c->arch == RT_ARCH_GEMMA3 && (li + 1) % c->sliding_window_pattern != 0;
+}
+
+/* A key that must be absent or null (a feature retort does not implement). */
+static rt_status cfg_null(const char *path, const cJSON *root, const char *key) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (j && !cJSON_IsNull(j) && !cJSON_IsFalse(j))
+        return rt_errorf(RT_EINPUT, "%s: \"%s\" is not supported (must be null)", path, key);
+    return RT_OK;
+}
+
+/* Gemma3TextConfig's keys (transformers/models/gemma3/configuration_gemma3.py). */
+static rt_status cfg_gemma3(const char *path, const cJSON *root, rt_llama_config *c) {
+    c->arch = RT_ARCH_GEMMA3;
+    RT_TRY(cfg_int(path, root, "max_position_embeddings", 0, 131072, &c->max_position_embeddings));
+    RT_TRY(cfg_token(path, root, "bos_token_id", 2, &c->bos_token_id));
+    RT_TRY(cfg_token(path, root, "eos_token_id", 1, &c->eos_token_id));
+    RT_TRY(cfg_float(path, root, "rms_norm_eps", 1e-6f, &c->rms_norm_eps));
+    RT_TRY(cfg_bool(path, root, "tie_word_embeddings", true, &c->tie_word_embeddings));
+    RT_TRY(cfg_bool(path, root, "attention_bias", false, &c->attention_bias));
+    RT_TRY(cfg_int(path, root, "head_dim", 0, 256, &c->head_dim));
+    int qpas = 256;
+    RT_TRY(cfg_int(path, root, "query_pre_attn_scalar", 0, 256, &qpas));
+    c->query_pre_attn_scalar = (float)qpas;
+    RT_TRY(cfg_int(path, root, "sliding_window", 0, 4096, &c->sliding_window));
+    RT_TRY(cfg_int(path, root, "sliding_window_pattern", 0, 6, &c->sliding_window_pattern));
+    RT_TRY(cfg_float(path, root, "rope_theta", 1e6f, &c->rope_theta));
+    RT_TRY(cfg_float(path, root, "rope_local_base_freq", 10000.0f, &c->rope_local_base_freq));
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    if (rp && !cJSON_IsNull(rp)) {
+        const char *kinds[2] = {"full_attention", "sliding_attention"};
+        float *theta[2] = {&c->rope_theta, &c->rope_local_base_freq};
+        for (int i = 0; i < 2; i++) {
+            const cJSON *o = cJSON_GetObjectItemCaseSensitive(rp, kinds[i]);
+            if (!o || cJSON_IsNull(o)) continue;
+            const cJSON *t = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, "rope_type") : NULL;
+            if (!cJSON_IsObject(o) || (t && !(cJSON_IsString(t) && !strcmp(t->valuestring, "default"))))
+                return rt_errorf(RT_EINPUT, "%s: rope_parameters.%s must be plain RoPE (rope_type "
+                                 "\"default\")", path, kinds[i]);
+            RT_TRY(cfg_float(path, o, "rope_theta", *theta[i], theta[i]));
+        }
+    }
+    RT_TRY(cfg_null(path, root, "rope_scaling"));
+    RT_TRY(cfg_null(path, root, "final_logit_softcapping"));
+    RT_TRY(cfg_null(path, root, "attn_logit_softcapping"));
+    RT_TRY(cfg_null(path, root, "use_bidirectional_attention"));
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_activation");
+    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "gelu_pytorch_tanh") == 0))
+        return rt_errorf(RT_EINPUT, "%s: hidden_activation \"%s\" is not supported (only "
+                         "gelu_pytorch_tanh)", path, cJSON_IsString(act) ? act->valuestring : "?");
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    if (lt && !cJSON_IsNull(lt)) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->num_hidden_layers)
+            return rt_errorf(RT_EINPUT, "%s: \"layer_types\" must list num_hidden_layers %d entries",
+                             path, c->num_hidden_layers);
+        /* The pattern is the position of the first global layer (none: all local). */
+        c->sliding_window_pattern = c->num_hidden_layers + 1;
+        for (int i = c->num_hidden_layers - 1; i >= 0; i--) {
+            const cJSON *e = cJSON_GetArrayItem(lt, i);
+            if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) c->sliding_window_pattern = i + 1;
+        }
+        for (int i = 0; i < c->num_hidden_layers; i++) {
+            const cJSON *e = cJSON_GetArrayItem(lt, i);
+            const char *want = rt_llama_layer_is_local(c, i) ? "sliding_attention" : "full_attention";
+            if (!cJSON_IsString(e) || strcmp(e->valuestring, want) != 0)
+                return rt_errorf(RT_EINPUT, "%s: layer_types[%d] must be \"%s\" (retort implements "
+                                 "every n-th layer global, here n = %d)", path, i, want, c->sliding_window_pattern);
+        }
+    }
+    return RT_OK;
+}
+
+/* torch_dtype (or transformers 5's dtype), informative; float32 if absent. */
+static void cfg_dtype(const cJSON *root, rt_llama_config *c) {
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!dt) dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s",
+             cJSON_IsString(dt) ? dt->valuestring : "float32");
 }
 
 static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config *c) {
@@ -146,6 +239,11 @@ static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config 
     RT_TRY(cfg_int(path, root, "vocab_size", 1, 0, &c->vocab_size));
     RT_TRY(cfg_int(path, root, "num_key_value_heads", 0, c->num_attention_heads,
                    &c->num_key_value_heads));
+    cfg_dtype(root, c);
+    if (arch == ARCH_GEMMA3) {
+        RT_TRY(cfg_gemma3(path, root, c));
+        return rt_llama_config_check(c, path);
+    }
     int def_pos = arch == ARCH_LLAMA ? 2048 : arch == ARCH_MISTRAL ? 131072 : 32768;
     RT_TRY(cfg_int(path, root, "max_position_embeddings", 0, def_pos, &c->max_position_embeddings));
     RT_TRY(cfg_token(path, root, "bos_token_id", 1, &c->bos_token_id));
@@ -183,10 +281,6 @@ static rt_status cfg_parse(const char *path, const cJSON *root, rt_llama_config 
         (!cfg_as_int(hd, &head_dim) || head_dim * c->num_attention_heads != c->hidden_size))
         return rt_errorf(RT_EINPUT, "%s: head_dim must equal hidden_size / num_attention_heads (%d)",
                          path, c->hidden_size / c->num_attention_heads);
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
-    if (!dt) dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
-    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s",
-             cJSON_IsString(dt) ? dt->valuestring : "float32");
     return rt_llama_config_check(c, path);
 }
 
@@ -222,12 +316,35 @@ static cJSON *cfg_float_json(float v) {
     return cJSON_CreateNumber(strtod(buf, NULL));
 }
 
+/* Gemma3TextConfig's own keys; rope_theta below stays for older readers. */
+static bool cfg_save_gemma3(const rt_llama_config *c, cJSON *root) {
+    cJSON *lt = cJSON_AddArrayToObject(root, "layer_types");
+    for (int i = 0; lt && i < c->num_hidden_layers; i++)
+        if (!cJSON_AddItemToArray(lt, cJSON_CreateString(rt_llama_layer_is_local(c, i)
+                                                             ? "sliding_attention" : "full_attention")))
+            return false;
+    cJSON *rp = cJSON_AddObjectToObject(root, "rope_parameters");
+    cJSON *full = rp ? cJSON_AddObjectToObject(rp, "full_attention") : NULL;
+    cJSON *local = rp ? cJSON_AddObjectToObject(rp, "sliding_attention") : NULL;
+    return lt && full && local && cJSON_AddStringToObject(full, "rope_type", "default") &&
+           cJSON_AddItemToObject(full, "rope_theta", cfg_float_json(c->rope_theta)) &&
+           cJSON_AddStringToObject(local, "rope_type", "default") &&
+           cJSON_AddItemToObject(local, "rope_theta", cfg_float_json(c->rope_local_base_freq)) &&
+           cJSON_AddStringToObject(root, "hidden_activation", "gelu_pytorch_tanh") &&
+           cJSON_AddNumberToObject(root, "head_dim", rt_llama_head_dim(c)) &&
+           cJSON_AddItemToObject(root, "query_pre_attn_scalar", cfg_float_json(c->query_pre_attn_scalar)) &&
+           cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window) &&
+           cJSON_AddNullToObject(root, "final_logit_softcapping") &&
+           cJSON_AddNullToObject(root, "attn_logit_softcapping");
+}
+
 rt_status rt_llama_config_save(const rt_llama_config *c, const char *path) {
     cJSON *root = cJSON_CreateObject();
-    const char *arch = "LlamaForCausalLM";
+    const bool gemma = c->arch == RT_ARCH_GEMMA3;
+    const char *arch = gemma ? "Gemma3ForCausalLM" : "LlamaForCausalLM";
     bool ok = root && cJSON_AddItemToObject(root, "architectures", cJSON_CreateStringArray(&arch, 1)) &&
-              cJSON_AddStringToObject(root, "model_type", "llama") &&
-              cJSON_AddStringToObject(root, "hidden_act", "silu");
+              cJSON_AddStringToObject(root, "model_type", gemma ? "gemma3_text" : "llama") &&
+              (gemma ? cfg_save_gemma3(c, root) : cJSON_AddStringToObject(root, "hidden_act", "silu") != NULL);
     const struct { const char *k; int v; } ints[] = {
         {"hidden_size", c->hidden_size}, {"intermediate_size", c->intermediate_size},
         {"num_hidden_layers", c->num_hidden_layers}, {"num_attention_heads", c->num_attention_heads},
@@ -242,8 +359,8 @@ rt_status rt_llama_config_save(const rt_llama_config *c, const char *path) {
          (c->eos_token_id >= 0 ? cJSON_AddNumberToObject(root, "eos_token_id", c->eos_token_id)
                                : cJSON_AddNullToObject(root, "eos_token_id")) &&
          cJSON_AddItemToObject(root, "rms_norm_eps", cfg_float_json(c->rms_norm_eps)) &&
-         cJSON_AddItemToObject(root, "rope_theta", cfg_float_json(c->rope_theta)) &&
-         cJSON_AddNullToObject(root, "rope_scaling") &&
+         (gemma || (cJSON_AddItemToObject(root, "rope_theta", cfg_float_json(c->rope_theta)) &&
+                    cJSON_AddNullToObject(root, "rope_scaling"))) &&
          cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tie_word_embeddings) &&
          cJSON_AddBoolToObject(root, "attention_bias", c->attention_bias) &&
          cJSON_AddStringToObject(root, "torch_dtype", c->torch_dtype[0] ? c->torch_dtype : "float32");
@@ -290,7 +407,7 @@ int rt_proj_parse(const char *name) {
 }
 
 void rt_proj_shape(const rt_llama_config *c, rt_proj p, int64_t shape[2]) {
-    int64_t D = c->hidden_size, F = c->intermediate_size, Dh = D / c->num_attention_heads;
+    int64_t D = c->hidden_size, F = c->intermediate_size, Dh = rt_llama_head_dim(c);
     int64_t q = c->num_attention_heads * Dh, kv = c->num_key_value_heads * Dh;
     const int64_t out[RT_PROJ_COUNT] = {q, kv, kv, D, F, F, D};
     const int64_t in[RT_PROJ_COUNT] = {D, D, D, q, D, D, F};

@@ -19,6 +19,19 @@
 extern "C" {
 #endif
 
+/* The decoder variant. RT_ARCH_LLAMA (0, what a zeroed config means) is the
+ * architecture above. RT_ARCH_GEMMA3 is transformers' Gemma3ForCausalLM
+ * (model_type "gemma3_text"; Gemma Team 2025, "Gemma 3 Technical Report"):
+ * embeddings scaled by sqrt(D), RMSNorm multiplying by (1 + w) (HF stores w;
+ * GGUF stores 1 + w, converted at that format's boundary), RMSNorm of q and
+ * k over head_dim, a norm after attention and after the MLP as well as before
+ * each (sandwich norms), GELU-tanh gated MLP, head_dim independent of D / H,
+ * attention scale query_pre_attn_scalar^-0.5, and local layers attending to
+ * the last sliding_window keys with RoPE base rope_local_base_freq; every
+ * sliding_window_pattern-th layer (i + 1) % pattern == 0 is global
+ * (full causal attention, RoPE base rope_theta). */
+typedef enum { RT_ARCH_LLAMA = 0, RT_ARCH_GEMMA3 = 1 } rt_arch;
+
 typedef struct {
     int hidden_size;             /* D */
     int intermediate_size;       /* F (MLP width) */
@@ -34,10 +47,29 @@ typedef struct {
     bool tie_word_embeddings;    /* lm_head shares model.embed_tokens.weight */
     bool attention_bias;         /* q/k/v_proj carry biases */
     char torch_dtype[16];        /* "float32", "bfloat16", "float16" (informative) */
+    /* RT_ARCH_GEMMA3 only (0 for Llama): */
+    rt_arch arch;
+    int head_dim;                /* 0: hidden_size / num_attention_heads */
+    int sliding_window;          /* keys a local layer's query sees (itself included) */
+    int sliding_window_pattern;  /* layer i is global iff (i + 1) % pattern == 0 */
+    float rope_local_base_freq;  /* RoPE base of the local layers */
+    float query_pre_attn_scalar; /* attention scale = query_pre_attn_scalar^-0.5 */
 } rt_llama_config;
 
+/* head_dim, or hidden_size / num_attention_heads when it is 0. */
+int rt_llama_head_dim(const rt_llama_config *c);
+/* Gemma 3: layer li attends through a sliding window (false for Llama). */
+bool rt_llama_layer_is_local(const rt_llama_config *c, int li);
+
 /* Reads config.json. model_type (or, without it, architectures[0]) must be
- * llama / LlamaForCausalLM, mistral / MistralForCausalLM (sliding_window
+ * llama / LlamaForCausalLM, gemma3_text / Gemma3ForCausalLM (RT_ARCH_GEMMA3,
+ * defaults as transformers' Gemma3TextConfig: head_dim 256,
+ * query_pre_attn_scalar 256, sliding_window 4096, layer_types from
+ * sliding_window_pattern 6 (an explicit layer_types must follow that
+ * pattern), rope_theta 1e6 and rope_local_base_freq 10000 (or
+ * rope_parameters.full_attention / .sliding_attention .rope_theta),
+ * hidden_activation gelu_pytorch_tanh, no logit soft-capping, bos 2, eos 1,
+ * tied embeddings), mistral / MistralForCausalLM (sliding_window
  * null or >= max_position_embeddings) or qwen2 / Qwen2ForCausalLM
  * (use_sliding_window false; attention_bias always true, as transformers). Required:
  * hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
@@ -54,12 +86,13 @@ rt_status rt_llama_config_load(const char *config_json_path, rt_llama_config *cf
 
 /* Writes cfg as a transformers LlamaConfig config.json (architectures
  * ["LlamaForCausalLM"], model_type "llama", hidden_act "silu", every field
- * above, rope_scaling null), atomically via "<path>.tmp" + rename.
+ * above, rope_scaling null) or, for RT_ARCH_GEMMA3, a Gemma3TextConfig
+ * (Gemma3ForCausalLM, gemma3_text, layer_types, rope_parameters), atomically via "<path>.tmp" + rename.
  * Errors: RT_EINPUT if the path can't be written, RT_EINTERNAL on OOM. */
 rt_status rt_llama_config_save(const rt_llama_config *cfg, const char *config_json_path);
 
-/* Checks the sizes are usable (all positive, D % H == 0, head_dim even,
- * H % Hkv == 0). `what` names the source in the message (a path). */
+/* Checks the sizes are usable (all positive, D % H == 0 unless head_dim is
+ * given, head_dim even, H % Hkv == 0; Gemma 3: window and pattern >= 1). `what` names the source in the message (a path). */
 rt_status rt_llama_config_check(const rt_llama_config *cfg, const char *what);
 
 /* The seven projections of a Llama layer, in HF's state-dict naming (the

@@ -202,7 +202,7 @@ static rt_status w_expect_float(const rt_weights *w, const char *name, int ndim,
 rt_status rt_weights_check_llama(const rt_weights *w, const rt_llama_config *c) {
     RT_TRY(rt_llama_config_check(c, w->source));
     const int64_t D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-    const int64_t Dh = D / c->num_attention_heads, Q = Dh * c->num_attention_heads,
+    const int64_t Dh = rt_llama_head_dim(c), Q = Dh * c->num_attention_heads,
                   KV = Dh * c->num_key_value_heads;
     char n[128];
     RT_TRY(w_expect_float(w, "model.embed_tokens.weight", 2, V, D));
@@ -221,6 +221,15 @@ rt_status rt_weights_check_llama(const rt_weights *w, const rt_llama_config *c) 
         for (size_t k = 0; k < nt; k++) {
             snprintf(n, sizeof n, "model.layers.%d.%s", l, ts[k].s);
             RT_TRY(w_expect_float(w, n, ts[k].nd, ts[k].a, ts[k].b));
+        }
+        if (c->arch != RT_ARCH_GEMMA3) continue;
+        const struct { const char *s; int64_t a; } gs[] = {
+            {"self_attn.q_norm.weight", Dh}, {"self_attn.k_norm.weight", Dh},
+            {"pre_feedforward_layernorm.weight", D}, {"post_feedforward_layernorm.weight", D},
+        };
+        for (size_t k = 0; k < sizeof gs / sizeof gs[0]; k++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s", l, gs[k].s);
+            RT_TRY(w_expect_float(w, n, 1, gs[k].a, 0));
         }
     }
     return rt_weights_check_layers(w, c);

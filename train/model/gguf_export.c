@@ -27,7 +27,8 @@ static rt_status e_base(const char *base, rt_llama_config *cfg, bool *permuted) 
     rt_weights *w;
     RT_TRY(rt_weights_open(base, &w, cfg));
     rt_weights_close(w);
-    *permuted = !cfg->attention_bias; /* Qwen2 is the biased architecture retort reads */
+    /* Qwen2 is the biased architecture retort reads; Gemma 3 is unpermuted */
+    *permuted = !cfg->attention_bias && cfg->arch != RT_ARCH_GEMMA3;
     return RT_OK;
 }
 
@@ -108,12 +109,13 @@ rt_status rt_gguf_export_lora(const char *adapter_dir, const char *base, const c
     s = e_base(base_path, &cfg, &permuted);
     if (!s) s = rt_st_open(st_path, &st);
     if (!s) s = rt_gguf_writer_new(&w);
-    if (!s) s = rt_gguf_set_str(w, "general.architecture", cfg.attention_bias && !permuted ? "qwen2" : "llama");
+    if (!s) s = rt_gguf_set_str(w, "general.architecture", cfg.arch == RT_ARCH_GEMMA3 ? "gemma3"
+                                                        : cfg.attention_bias && !permuted ? "qwen2" : "llama");
     if (!s) s = rt_gguf_set_str(w, "general.type", "adapter");
     if (!s) s = rt_gguf_set_str(w, "general.name", "retort LoRA adapter");
     if (!s) s = rt_gguf_set_str(w, "adapter.type", "lora");
     if (!s) s = rt_gguf_set_f32(w, "adapter.lora.alpha", alpha);
-    const int hd = cfg.hidden_size / cfg.num_attention_heads;
+    const int hd = rt_llama_head_dim(&cfg);
     static const char prefix[] = "base_model.model.";
     for (size_t i = 0; !s && i < rt_st_count(st); i++) {
         const rt_st_tensor *t = rt_st_get(st, i);
@@ -127,7 +129,7 @@ rt_status rt_gguf_export_lora(const char *adapter_dir, const char *base, const c
             break;
         }
         snprintf(hf, sizeof hf, "%.*s.weight", (int)(ab - n - (sizeof prefix - 1)), n + sizeof prefix - 1);
-        if (!rt_gguf_name_from_hf(hf, gg, sizeof gg)) {
+        if (!rt_gguf_name_from_hf(hf, gg, sizeof gg, cfg.arch)) {
             s = rt_errorf(RT_EINPUT, "%s: tensor %s adapts %s, which has no llama.cpp name", st_path, n, hf);
             break;
         }
@@ -185,7 +187,12 @@ static rt_status e_hparams(rt_gguf_writer *w, const rt_llama_config *c, const ch
     RT_TRY(F32("rope.freq_base", c->rope_theta));
     RT_TRY(F32("attention.layer_norm_rms_epsilon", c->rms_norm_eps));
     RT_TRY(U32("vocab_size", c->vocab_size));
-    RT_TRY(U32("rope.dimension_count", c->hidden_size / c->num_attention_heads));
+    RT_TRY(U32("rope.dimension_count", rt_llama_head_dim(c)));
+    if (c->arch == RT_ARCH_GEMMA3) { /* llama.cpp fixes the pattern and the local base */
+        RT_TRY(U32("attention.key_length", rt_llama_head_dim(c)));
+        RT_TRY(U32("attention.value_length", rt_llama_head_dim(c)));
+        RT_TRY(U32("attention.sliding_window", c->sliding_window));
+    }
 #undef U32
 #undef F32
     return RT_OK;
@@ -195,17 +202,19 @@ static rt_status e_hparams(rt_gguf_writer *w, const rt_llama_config *c, const ch
 static rt_status e_tensor(rt_gguf_writer *w, e_bufs *bufs, const rt_st_tensor *t,
                           const rt_llama_config *c, bool permuted, rt_ggml_type type) {
     char gg[256];
-    if (!rt_gguf_name_from_hf(t->name, gg, sizeof gg)) return RT_OK; /* not part of the model */
+    if (!rt_gguf_name_from_hf(t->name, gg, sizeof gg, c->arch)) return RT_OK; /* not part of the model */
     float *f;
     RT_TRY(e_f32(t, t->name, &f));
     if (!e_keep(bufs, f)) return rt_errorf(RT_EINTERNAL, "out of memory");
     const int64_t n = rt_st_numel(t), rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
+    if (rt_gguf_is_shifted_norm(t->name, c->arch))
+        for (int64_t i = 0; i < n; i++) f[i] += 1.0f;
     const bool q = strstr(t->name, ".q_proj.") != NULL, k = strstr(t->name, ".k_proj.") != NULL;
     if (permuted && (q || k)) {
         const int heads = q ? c->num_attention_heads : c->num_key_value_heads;
         float *p = e_keep(bufs, malloc((size_t)n * sizeof *p));
         if (!p) return rt_errorf(RT_EINTERNAL, "out of memory");
-        rt_gguf_permute_rows(p, f, heads, c->hidden_size / c->num_attention_heads, cols, true);
+        rt_gguf_permute_rows(p, f, heads, rt_llama_head_dim(c), cols, true);
         f = p;
     }
     int64_t ne[2] = {t->ndim == 2 ? cols : rows, rows};
@@ -254,10 +263,10 @@ rt_status rt_gguf_export_model(const char *model, const char *adapter_dir,
         if (!s) s = rt_gguf_llama_config(mg, &c2, &permuted);
         rt_gguf_close(mg);
     } else if (!s) {
-        permuted = !cfg.attention_bias;
+        permuted = !cfg.attention_bias && cfg.arch != RT_ARCH_GEMMA3;
     }
     if (!s) s = rt_gguf_writer_new(&w);
-    if (!s) s = e_hparams(w, &cfg, permuted ? "llama" : "qwen2", type);
+    if (!s) s = e_hparams(w, &cfg, cfg.arch == RT_ARCH_GEMMA3 ? "gemma3" : permuted ? "llama" : "qwen2", type);
     if (!s && !tg) { /* a SentencePiece tokenizer file (llama2.c tokenizer.bin) */
         rt_tokenizer *t = NULL;
         s = rt_tokenizer_load(tok, &t);

@@ -159,6 +159,17 @@ static rt_status load_layer(const rt_weights *w, rt_llama *m, int li) {
     RT_TRY(load_dense(w, name, 1, &D, m->opts.device, &L->input_layernorm));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", li);
     RT_TRY(load_dense(w, name, 1, &D, m->opts.device, &L->post_attention_layernorm));
+    if (c->arch == RT_ARCH_GEMMA3) {
+        int64_t Dh = rt_llama_head_dim(c);
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", li);
+        RT_TRY(load_dense(w, name, 1, &Dh, m->opts.device, &L->q_norm));
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", li);
+        RT_TRY(load_dense(w, name, 1, &Dh, m->opts.device, &L->k_norm));
+        snprintf(name, sizeof name, "model.layers.%d.pre_feedforward_layernorm.weight", li);
+        RT_TRY(load_dense(w, name, 1, &D, m->opts.device, &L->pre_feedforward_layernorm));
+        snprintf(name, sizeof name, "model.layers.%d.post_feedforward_layernorm.weight", li);
+        RT_TRY(load_dense(w, name, 1, &D, m->opts.device, &L->post_feedforward_layernorm));
+    }
     for (int p = 0; p < RT_PROJ_COUNT; p++) {
         int64_t shape[2];
         rt_proj_shape(c, p, shape);
@@ -257,6 +268,15 @@ rt_status rt_llama_alloc_full(const rt_llama_config *cfg, const rt_llama_opts *o
         ok &= (L->input_layernorm = declare(m, 1, &D, "model.layers.%d.input_layernorm.weight", li)) != NULL;
         ok &= (L->post_attention_layernorm =
                    declare(m, 1, &D, "model.layers.%d.post_attention_layernorm.weight", li)) != NULL;
+        if (cfg->arch == RT_ARCH_GEMMA3) {
+            int64_t Dh = rt_llama_head_dim(cfg);
+            ok = ok && (L->q_norm = declare(m, 1, &Dh, "model.layers.%d.self_attn.q_norm.weight", li)) &&
+                 (L->k_norm = declare(m, 1, &Dh, "model.layers.%d.self_attn.k_norm.weight", li)) &&
+                 (L->pre_feedforward_layernorm =
+                      declare(m, 1, &D, "model.layers.%d.pre_feedforward_layernorm.weight", li)) &&
+                 (L->post_feedforward_layernorm =
+                      declare(m, 1, &D, "model.layers.%d.post_feedforward_layernorm.weight", li));
+        }
         for (int p = 0; ok && p < RT_PROJ_COUNT; p++) {
             int64_t shape[2];
             char fmt[96];
@@ -298,7 +318,8 @@ rt_status rt_llama_new(const rt_llama_config *cfg, const rt_llama_opts *opts, fl
         float *dst = host + m->params.offsets[i];
         bool norm = strstr(t->name, "norm.weight") != NULL, bias = strstr(t->name, ".bias") != NULL;
         for (int64_t j = 0; j < rt_numel(t); j++)
-            dst[j] = norm ? 1.0f : bias ? 0.0f : init_std * normal(&seed);
+            /* Gemma's norms multiply by 1 + w: identity at w = 0 */
+            dst[j] = norm ? (cfg->arch == RT_ARCH_GEMMA3 ? 0.0f : 1.0f) : bias ? 0.0f : init_std * normal(&seed);
     }
     for (int64_t j = m->params.numel_used; j < m->params.numel; j++) host[j] = 0.0f;
     rt_kernels_for(opts->device)->upload(m->params.data, host, (size_t)m->params.numel * sizeof *host);
@@ -316,6 +337,10 @@ void rt_llama_free(rt_llama *m) {
             rt_llama_layer *L = &m->layers[li];
             free_frozen(L->input_layernorm);
             free_frozen(L->post_attention_layernorm);
+            free_frozen(L->q_norm);
+            free_frozen(L->k_norm);
+            free_frozen(L->pre_feedforward_layernorm);
+            free_frozen(L->post_feedforward_layernorm);
             for (int p = 0; p < RT_PROJ_COUNT; p++) {
                 free_frozen(L->proj[p].weight);
                 free_frozen(L->proj[p].bias);
@@ -342,6 +367,8 @@ int64_t rt_llama_n_params(const rt_llama *m) {
         if (c->attention_bias && p <= RT_PROJ_V) n += (int64_t)c->num_hidden_layers * s[0];
     }
     n += (int64_t)c->num_hidden_layers * 2 * c->hidden_size;
+    if (c->arch == RT_ARCH_GEMMA3)
+        n += (int64_t)c->num_hidden_layers * 2 * (c->hidden_size + rt_llama_head_dim(c));
     return m->full ? m->params.numel_used : n + m->params.numel_used;
 }
 
@@ -366,9 +393,59 @@ static void cache_append(rt_ctx *ctx, rt_kv_cache *c, int layer, rt_tensor **k, 
     *v = rt_reshape(ctx, rt_slice(ctx, rt_view(ctx, c->v[layer], 3, rows), 0, c->len + T), 4, shape);
 }
 
+/* Gemma's RMSNorm, x / rms(x) * (1 + w) (transformers' Gemma3RMSNorm: 1 + w
+ * formed in f32, as here), built from rmsnorm and add so both keep their
+ * tested backward; w may be trainable (full fine-tuning). */
+static rt_tensor *rmsnorm_1p(rt_ctx *ctx, rt_tensor *x, rt_tensor *w, float eps) {
+    if (!x || !w) return NULL;
+    int64_t n = rt_numel(w);
+    float *one = malloc((size_t)n * sizeof *one);
+    if (!one) return rt_ctx_fail(ctx, RT_EINTERNAL, "out of memory");
+    for (int64_t i = 0; i < n; i++) one[i] = 1.0f;
+    rt_tensor *ones = rt_from_f32(ctx, one, 1, &n);
+    free(one);
+    return rt_rmsnorm(ctx, x, rt_add(ctx, ones, w), eps);
+}
+
+/* A Gemma 3 layer (rt_arch in llama_config.h): sandwich norms, q/k norms,
+ * per-layer RoPE base and sliding window, GeGLU MLP. */
+static rt_tensor *block_gemma3(rt_ctx *ctx, block_args *a, rt_tensor *x) {
+    const rt_llama_config *c = &a->m->cfg;
+    rt_llama_layer *L = &a->m->layers[a->layer];
+    const float eps = c->rms_norm_eps;
+    const bool local = rt_llama_layer_is_local(c, a->layer);
+    int64_t B = x->shape[0], T = x->shape[1], H = c->num_attention_heads,
+            Hkv = c->num_key_value_heads, Dh = rt_llama_head_dim(c);
+    int64_t qs[4] = {B, T, H, Dh}, ks[4] = {B, T, Hkv, Dh}, xs[3] = {B, T, H * Dh};
+
+    rt_tensor *h = rmsnorm_1p(ctx, x, L->input_layernorm, eps);
+    rt_tensor *q = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_Q], h), 4, qs);
+    rt_tensor *k = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_K], h), 4, ks);
+    rt_tensor *v = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_V], h), 4, ks);
+    q = rmsnorm_1p(ctx, q, L->q_norm, eps);
+    k = rmsnorm_1p(ctx, k, L->k_norm, eps);
+    const float theta = local ? c->rope_local_base_freq : c->rope_theta;
+    q = rt_rope(ctx, q, a->pos, theta, RT_ROPE_HF);
+    k = rt_rope(ctx, k, a->pos, theta, RT_ROPE_HF);
+    /* The kernel scales by 1/sqrt(Dh); Gemma by query_pre_attn_scalar^-1/2. */
+    if (c->query_pre_attn_scalar != (float)Dh)
+        q = rt_scale(ctx, q, sqrtf((float)Dh / c->query_pre_attn_scalar));
+    if (a->cache && k && v) cache_append(ctx, a->cache, a->layer, &k, &v);
+    rt_tensor *att = rt_attention_window(ctx, q, k, v, a->seg, local ? c->sliding_window : 0);
+    rt_tensor *o = rt_lora_forward(ctx, &L->proj[RT_PROJ_O], rt_reshape(ctx, att, 3, xs));
+    x = rt_add(ctx, x, rmsnorm_1p(ctx, o, L->post_attention_layernorm, eps));
+
+    h = rmsnorm_1p(ctx, x, L->pre_feedforward_layernorm, eps);
+    rt_tensor *g = rt_lora_forward(ctx, &L->proj[RT_PROJ_GATE], h);
+    rt_tensor *u = rt_lora_forward(ctx, &L->proj[RT_PROJ_UP], h);
+    rt_tensor *mlp = rt_lora_forward(ctx, &L->proj[RT_PROJ_DOWN], rt_geglu(ctx, g, u));
+    return rt_add(ctx, x, rmsnorm_1p(ctx, mlp, L->post_feedforward_layernorm, eps));
+}
+
 static rt_tensor *block(rt_ctx *ctx, void *user, rt_tensor *x) {
     block_args *a = user;
     const rt_llama_config *c = &a->m->cfg;
+    if (c->arch == RT_ARCH_GEMMA3) return block_gemma3(ctx, a, x);
     rt_llama_layer *L = &a->m->layers[a->layer];
     int64_t B = x->shape[0], T = x->shape[1], H = c->num_attention_heads,
             Hkv = c->num_key_value_heads, Dh = c->hidden_size / H;
@@ -392,6 +469,8 @@ static rt_tensor *block(rt_ctx *ctx, void *user, rt_tensor *x) {
 static rt_tensor *hidden(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
                          rt_tensor *seg, rt_kv_cache *cache) {
     rt_tensor *x = rt_embedding(ctx, m->embed_tokens, ids);
+    const bool gemma = m->cfg.arch == RT_ARCH_GEMMA3;
+    if (gemma) x = rt_scale(ctx, x, sqrtf((float)m->cfg.hidden_size)); /* Gemma3TextScaledWordEmbedding */
     for (int li = 0; li < m->cfg.num_hidden_layers && x; li++) {
         block_args a = {m, li, pos, seg, cache};
         if (m->gradient_checkpointing && !ctx->no_grad) {
@@ -404,7 +483,8 @@ static rt_tensor *hidden(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *po
             x = block(ctx, &a, x);
         }
     }
-    return rt_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps);
+    return gemma ? rmsnorm_1p(ctx, x, m->norm, m->cfg.rms_norm_eps)
+                 : rt_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps);
 }
 
 static rt_tensor *forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
@@ -428,8 +508,7 @@ rt_tensor *rt_llama_forward(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor 
 rt_status rt_kv_cache_init(rt_kv_cache *c, const rt_llama *m, int max_len) {
     memset(c, 0, sizeof *c);
     int L = m->cfg.num_hidden_layers;
-    int64_t shape[4] = {1, max_len, m->cfg.num_key_value_heads,
-                        m->cfg.hidden_size / m->cfg.num_attention_heads};
+    int64_t shape[4] = {1, max_len, m->cfg.num_key_value_heads, rt_llama_head_dim(&m->cfg)};
     c->max_len = max_len;
     c->n_layers = L;
     c->k = calloc((size_t)L, sizeof *c->k);

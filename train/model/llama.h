@@ -33,6 +33,11 @@ typedef struct {
 
 typedef struct {
     rt_tensor *input_layernorm, *post_attention_layernorm;  /* [D] */
+    /* Gemma 3 only (NULL otherwise): RMSNorm of q and k [head_dim], and the
+     * norms before and after the MLP [D] (post_attention_layernorm is then
+     * the norm after attention). Norm weights are HF's w; Gemma multiplies
+     * by 1 + w. */
+    rt_tensor *q_norm, *k_norm, *pre_feedforward_layernorm, *post_feedforward_layernorm;
     rt_lora_linear proj[RT_PROJ_COUNT];
 } rt_llama_layer;
 

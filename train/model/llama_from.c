@@ -82,6 +82,12 @@ static rt_status copy_layer(const rt_llama *src, int si, rt_llama *m, int li, fl
     rt_llama_layer *L = &m->layers[li];
     RT_TRY(copy_dense(S->input_layernorm, L->input_layernorm, buf[0]));
     RT_TRY(copy_dense(S->post_attention_layernorm, L->post_attention_layernorm, buf[0]));
+    if (L->q_norm) { /* Gemma 3 */
+        RT_TRY(copy_dense(S->q_norm, L->q_norm, buf[0]));
+        RT_TRY(copy_dense(S->k_norm, L->k_norm, buf[0]));
+        RT_TRY(copy_dense(S->pre_feedforward_layernorm, L->pre_feedforward_layernorm, buf[0]));
+        RT_TRY(copy_dense(S->post_feedforward_layernorm, L->post_feedforward_layernorm, buf[0]));
+    }
     for (int p = RT_PROJ_Q; p <= RT_PROJ_O; p++) {
         RT_TRY(rt_lora_merged_weight(&S->proj[p], buf[0]));
         put(L->proj[p].weight, buf[0]);

@@ -74,6 +74,17 @@ static rt_status collect(const rt_llama *m, tensor_list *l) {
         RT_TRY(add_dense(l, name, L->input_layernorm));
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", li);
         RT_TRY(add_dense(l, name, L->post_attention_layernorm));
+        const struct { const char *fmt; const rt_tensor *t; } gemma[] = {
+            {"model.layers.%d.self_attn.q_norm.weight", L->q_norm},
+            {"model.layers.%d.self_attn.k_norm.weight", L->k_norm},
+            {"model.layers.%d.pre_feedforward_layernorm.weight", L->pre_feedforward_layernorm},
+            {"model.layers.%d.post_feedforward_layernorm.weight", L->post_feedforward_layernorm},
+        };
+        for (size_t g = 0; g < sizeof gemma / sizeof gemma[0]; g++)
+            if (gemma[g].t) {
+                snprintf(name, sizeof name, gemma[g].fmt, li);
+                RT_TRY(add_dense(l, name, gemma[g].t));
+            }
         for (int p = 0; p < RT_PROJ_COUNT; p++) {
             const rt_lora_linear *pj = &L->proj[p];
             float *b;

@@ -588,7 +588,7 @@ static rt_status encode_segment(const rt_tokenizer *t, bpe_work *w, const char *
     if (n == 0) return RT_OK;
     if (t->source == RT_TOKSRC_BIN) { /* run.c encode() */
         w->ns = 0;
-        int sp = rt_tok_lookup(t, " ", 1);
+        int sp = t->no_space_prefix ? -1 : rt_tok_lookup(t, " ", 1);
         if (sp >= 0) RT_TRY(sym_push(w, sp));
         RT_TRY(word_symbols(t, w, s, n));
         return bpe_merge(t, w, out);

@@ -179,6 +179,20 @@ static rt_status g_load_bpe(rt_tokenizer *t, const rt_gguf *g, const rt_gguf_kv 
     return RT_OK;
 }
 
+/* A USER_DEFINED token (Gemma's runs of spaces, newlines and tabs, HTML tags)
+ * is matched whole in the raw text before SentencePiece sees it, as
+ * llama.cpp's tokenizer_st_partition does for every user-defined token
+ * (control tokens only when parsing specials): here as an added token of the
+ * raw phase, longest first at each position (llama.cpp takes the longest
+ * token over the whole text first; the two split alike unless user-defined
+ * tokens overlap partially). */
+static rt_status g_add_user_defined(rt_tokenizer *t, int id, int n) {
+    if (!t->added && !(t->added = malloc((size_t)n * sizeof *t->added))) return rt_tok_oom();
+    if (!t->added_flags && !(t->added_flags = calloc((size_t)n, 1))) return rt_tok_oom();
+    t->added[t->n_added++] = id;
+    return RT_OK;
+}
+
 /* SentencePiece BPE ("llama"): pieces with U+2581 as spaces, scores. */
 static rt_status g_load_spm(rt_tokenizer *t, const rt_gguf *g, const rt_gguf_kv *tokens,
                             const rt_gguf_kv *types) {
@@ -210,6 +224,7 @@ static rt_status g_load_spm(rt_tokenizer *t, const rt_gguf *g, const rt_gguf_kv 
         t->score[i] = (float)rt_gguf_arr_float(scores, (uint64_t)i);
         const int tt = g_type_of(types, (uint64_t)i);
         if (tt == TT_CONTROL || tt == TT_UNKNOWN) t->flags[i] |= RT_TOKF_SPECIAL;
+        if (tt == TT_USER_DEFINED && st == RT_OK) st = g_add_user_defined(t, i, n);
     }
     free(b.p);
     RT_TRY(st);
@@ -218,7 +233,10 @@ static rt_status g_load_spm(rt_tokenizer *t, const rt_gguf *g, const rt_gguf_kv 
     t->add_bos = true;
     RT_TRY(rt_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", false, &t->add_bos));
     t->byte_fallback = t->dec_byte_fallback = true;
-    t->strip_lead = 1;
+    bool space_prefix = true;
+    RT_TRY(rt_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", false, &space_prefix));
+    t->no_space_prefix = !space_prefix;
+    t->strip_lead = space_prefix ? 1 : 0;
     RT_TRY(rt_tok_build_vmap(t));
     return rt_tok_pairs_from_scores(t);
 }
@@ -382,6 +400,7 @@ rt_status rt_tokenizer_gguf_meta(const rt_tokenizer *t, rt_gguf_writer *w) {
     if (st == RT_OK && t->eos >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos);
     if (st == RT_OK && t->unk >= 0) st = rt_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk);
     if (st == RT_OK) st = rt_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
+    if (st == RT_OK && t->no_space_prefix) st = rt_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", false);
     if (st == RT_OK && t->chat_template) st = rt_gguf_set_str(w, "tokenizer.chat_template", t->chat_template);
     for (int i = 0; s && i < n; i++) free(s[i]);
     free(s), free(len), free(score), free(type);

@@ -79,6 +79,10 @@ struct rt_tokenizer {
     rt_tok_step dec_replace[RT_TOK_MAX_STEPS];
     bool dec_byte_fallback, dec_bytelevel;
     int strip_lead; /* leading ' ' removed from a whole decode */
+    /* SentencePiece (source BIN) without the dummy-prefix ' ' before the
+     * text: GGUF tokenizer.ggml.add_space_prefix false (Gemma; llama.cpp's
+     * llm_tokenizer_spm adds it only when add_space_prefix). */
+    bool no_space_prefix;
 
     int n_added;        /* added tokens matched whole in the input */
     int32_t *added;     /* [n_added] ids, longest piece first */

@@ -26,12 +26,22 @@ static int cmp_merge(const void *a, const void *b) {
     return (x->r > y->r) - (x->r < y->r);
 }
 
+/* A SentencePiece-from-GGUF user-defined token (t->added of a BIN-source
+ * tokenizer): matched whole in the raw text, written as it is. */
+static bool user_token(const rt_tokenizer *t, int id) {
+    if (t->source != RT_TOKSRC_BIN || (t->flags[id] & RT_TOKF_SPECIAL)) return false;
+    for (int k = 0; k < t->n_added; k++)
+        if (t->added[k] == id) return true;
+    return false;
+}
+
 /* The piece as written to tokenizer.json (malloc'd): llama2.c specials lose
- * their "\n" wrapping ("\n<s>\n" -> "<s>"), spaces become '▁'. */
+ * their "\n" wrapping ("\n<s>\n" -> "<s>"), spaces become '▁' (not in
+ * user-defined tokens, which the raw text matches before normalization). */
 static char *hf_piece(const rt_tokenizer *t, int id) {
     const char *p = t->piece[id] ? t->piece[id] : "";
     size_t n = (size_t)t->piece_len[id];
-    if (t->source != RT_TOKSRC_BIN) return strdup(p);
+    if (t->source != RT_TOKSRC_BIN || user_token(t, id)) return strdup(p);
     if (t->flags[id] & RT_TOKF_SPECIAL) {
         while (n && (*p == '\n' || *p == ' ')) p++, n--;
         while (n && (p[n - 1] == '\n' || p[n - 1] == ' ')) n--;
@@ -76,7 +86,10 @@ static cJSON *build_json(const rt_tokenizer *t, char **names) {
     cJSON_AddNullToObject(root, "padding");
     cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
     for (int id = 0; id < t->n_vocab; id++) {
-        if (!(t->flags[id] & RT_TOKF_SPECIAL)) continue;
+        /* SentencePiece from GGUF: its user-defined tokens are matched whole
+         * in the raw text, as non-special added tokens. */
+        const bool user = user_token(t, id);
+        if (!(t->flags[id] & RT_TOKF_SPECIAL) && !user) continue;
         cJSON *a = cJSON_CreateObject();
         cJSON_AddNumberToObject(a, "id", id);
         cJSON_AddStringToObject(a, "content", names[id]);
@@ -84,14 +97,16 @@ static cJSON *build_json(const rt_tokenizer *t, char **names) {
         cJSON_AddBoolToObject(a, "lstrip", 0);
         cJSON_AddBoolToObject(a, "rstrip", 0);
         cJSON_AddBoolToObject(a, "normalized", 0);
-        cJSON_AddBoolToObject(a, "special", 1);
+        cJSON_AddBoolToObject(a, "special", !user);
         cJSON_AddItemToArray(added, a);
     }
     if (sp) {
         cJSON *norm = obj_type("Sequence"), *ns = cJSON_AddArrayToObject(norm, "normalizers");
-        cJSON *pre = obj_type("Prepend");
-        cJSON_AddStringToObject(pre, "prepend", SPACE_MARK);
-        cJSON_AddItemToArray(ns, pre);
+        if (!t->no_space_prefix) {
+            cJSON *pre = obj_type("Prepend");
+            cJSON_AddStringToObject(pre, "prepend", SPACE_MARK);
+            cJSON_AddItemToArray(ns, pre);
+        }
         cJSON_AddItemToArray(ns, replace_obj(" ", SPACE_MARK));
         cJSON_AddItemToObject(root, "normalizer", norm);
         cJSON_AddNullToObject(root, "pre_tokenizer");
@@ -129,11 +144,13 @@ static cJSON *build_json(const rt_tokenizer *t, char **names) {
         cJSON_AddItemToArray(ds, replace_obj(SPACE_MARK, " "));
         cJSON_AddItemToArray(ds, obj_type("ByteFallback"));
         cJSON_AddItemToArray(ds, obj_type("Fuse"));
-        cJSON *strip = obj_type("Strip");
-        cJSON_AddStringToObject(strip, "content", " ");
-        cJSON_AddNumberToObject(strip, "start", 1);
-        cJSON_AddNumberToObject(strip, "stop", 0);
-        cJSON_AddItemToArray(ds, strip);
+        if (!t->no_space_prefix) {
+            cJSON *strip = obj_type("Strip");
+            cJSON_AddStringToObject(strip, "content", " ");
+            cJSON_AddNumberToObject(strip, "start", 1);
+            cJSON_AddNumberToObject(strip, "stop", 0);
+            cJSON_AddItemToArray(ds, strip);
+        }
         cJSON_AddItemToObject(root, "decoder", dec);
     } else {
         cJSON *dec = obj_type("ByteLevel");
@@ -162,6 +179,9 @@ static rt_status add_merges(const rt_tokenizer *t, char **names, cJSON *model) {
     size_t n = 0;
     for (uint32_t i = 0; t->pkey && i <= t->pmask; i++) {
         if (t->pkey[i] == ~0ull) continue;
+        /* user-defined tokens are never merged into (matched whole first) */
+        const int l = (int)(t->pkey[i] >> 32), r = (int)(uint32_t)t->pkey[i];
+        if (user_token(t, (int)t->pmerged[i]) || user_token(t, l) || user_token(t, r)) continue;
         m[n++] = (merge_rec){t->pprio[i], t->pmerged[i], (int)(t->pkey[i] >> 32),
                              (int)(uint32_t)t->pkey[i]};
     }
