@@ -195,6 +195,14 @@ static void test_overrides(void) {
     CHECK(rt_recipe_set(&r, "learning_rate=1e-3") == RT_OK && r.learning_rate == 1e-3, "scalar float");
     CHECK(rt_recipe_set(&r, "output_dir=out/x y") == RT_OK && !strcmp(r.output_dir, "out/x y"), "string");
     CHECK(rt_recipe_set(&r, "bf16=true") == RT_OK && r.bf16, "bool");
+    {
+        char want[600];
+        snprintf(want, sizeof want, "%s/.cache/m.gguf", getenv("HOME") ? getenv("HOME") : "");
+        CHECK(rt_recipe_set(&r, "base_model=~/.cache/m.gguf") == RT_OK &&
+                  (!getenv("HOME") || !strcmp(r.base_model, want)),
+              "a leading ~/ is $HOME (%s)", r.base_model);
+        CHECK(rt_recipe_set(&r, "output_dir=a~/b") == RT_OK && !strcmp(r.output_dir, "a~/b"), "~ elsewhere kept");
+    }
     CHECK(rt_recipe_set(&r, "lr_scheduler=linear") == RT_OK && r.lr_scheduler == RT_RECIPE_SCHED_LINEAR,
           "enum");
     CHECK(rt_recipe_set(&r, "student_config.hidden_size=32") == RT_OK && r.student_config.hidden_size == 32,

@@ -591,6 +591,17 @@ static rt_status apply_ints(const src_ctx *c, const key_def *k, void *base, yaml
     return RT_OK;
 }
 
+/* A copy of s with a leading "~/" replaced by $HOME, as a shell would: the
+ * recipes name the model cache as ~/.cache/retort/... . NULL on OOM. */
+static char *expand_home(const char *s) {
+    const char *home = getenv("HOME");
+    if (strncmp(s, "~/", 2) != 0 || !home || !*home) return dup_str(s);
+    size_t n = strlen(home) + strlen(s);
+    char *v = malloc(n);
+    if (v) snprintf(v, n, "%s%s", home, s + 1);
+    return v;
+}
+
 /* Stores node n (any kind) into key k of the struct at base. kp is the
  * dotted key path for messages. */
 static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml_node_t *n,
@@ -602,7 +613,7 @@ static rt_status apply_node(const src_ctx *c, const key_def *k, void *base, yaml
     case KT_PATH_OR_BOOL: {
         if (!s) return fail_expected(c, n, k, kp);
         int b = k->type == KT_PATH_OR_BOOL && is_plain(n) ? parse_bool(s) : -1;
-        char *v = dup_str(b == 1 ? "latest" : b == 0 ? "" : s);
+        char *v = b == 1 ? dup_str("latest") : b == 0 ? dup_str("") : expand_home(s);
         if (!v) return rt_errorf(RT_EINTERNAL, "recipe: out of memory");
         free(*FIELD(char *, base, k));
         *FIELD(char *, base, k) = v;
