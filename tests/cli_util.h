@@ -3,6 +3,7 @@
 #define RT_CLI_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,26 @@ static inline const char *rt_tmp(const char *name) {
     char *b = bufs[i++ % 8];
     snprintf(b, 512, "%s/%s", rt_test_tmpdir(), name);
     return b;
+}
+
+/* 1 if the two files exist and hold the same bytes. */
+static inline bool rt_same_file(const char *a, const char *b) {
+    size_t na = 0, nb = 0;
+    char *x = rt_slurp(a, &na), *y = rt_slurp(b, &nb);
+    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* "base_model=<stories260K.bin> tokenizer=<tok512.bin> datasets.0.path=<moby-dick.txt> <extra>":
+ * the finetune overrides of the tests that train stories260K on Moby-Dick. */
+static inline void rt_stories260k_args(char *buf, size_t cap, const char *extra) {
+    char bin[512], tok[512];
+    snprintf(bin, sizeof bin, "%s", rt_test_shared("models/stories260K/stories260K.bin"));
+    snprintf(tok, sizeof tok, "%s", rt_test_shared("models/stories260K/tok512.bin"));
+    snprintf(buf, cap, "base_model=%s tokenizer=%s datasets.0.path=%s %s", bin, tok,
+             rt_test_shared("data/moby-dick.txt"), extra);
 }
 
 /* Parses "nll=<x>" from an eval output file; NAN if absent. */

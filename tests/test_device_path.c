@@ -111,15 +111,6 @@ static rt_status finetune(const char *device, const char *out, const char *resum
     return s;
 }
 
-static bool same_file(const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    char *x = rt_slurp(a, &na), *y = rt_slurp(b, &nb);
-    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 static void check_training(void) {
     char cpu[512], dev[512], res[512], path_a[600], path_b[600], ck[600];
     snprintf(cpu, sizeof cpu, "%s", rt_tmp("cpu"));
@@ -133,10 +124,10 @@ static void check_training(void) {
     CHECK(l_cpu == l_dev && isfinite(l_dev), "device loss %.9g == cpu loss %.9g", l_dev, l_cpu);
     snprintf(path_a, sizeof path_a, "%s/adapter_model.safetensors", cpu);
     snprintf(path_b, sizeof path_b, "%s/adapter_model.safetensors", dev);
-    CHECK(same_file(path_a, path_b), "device adapter is the CPU's, bit for bit");
+    CHECK(rt_same_file(path_a, path_b), "device adapter is the CPU's, bit for bit");
     snprintf(path_a, sizeof path_a, "%s/checkpoint-2/trainer_state-rank0.bin", cpu);
     snprintf(path_b, sizeof path_b, "%s/checkpoint-2/trainer_state-rank0.bin", dev);
-    CHECK(same_file(path_a, path_b), "device checkpoint (downloaded params + moments) is the CPU's");
+    CHECK(rt_same_file(path_a, path_b), "device checkpoint (downloaded params + moments) is the CPU's");
     /* Resume on the device from the device's checkpoint: uploads the state. */
     snprintf(ck, sizeof ck, "%s/checkpoint-2", dev);
     s = finetune("cuda", res, ck, &l_res);
@@ -144,7 +135,7 @@ static void check_training(void) {
     CHECK(l_res == l_dev, "resumed loss %.9g == uninterrupted %.9g", l_res, l_dev);
     snprintf(path_a, sizeof path_a, "%s/adapter_model.safetensors", res);
     snprintf(path_b, sizeof path_b, "%s/adapter_model.safetensors", dev);
-    CHECK(same_file(path_a, path_b), "resumed adapter equals the uninterrupted one");
+    CHECK(rt_same_file(path_a, path_b), "resumed adapter equals the uninterrupted one");
     printf("device path: 4 QLoRA steps on the fake device: loss %.6f (cpu %.6f), resume %.6f\n",
            l_dev, l_cpu, l_res);
 }

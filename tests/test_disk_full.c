@@ -31,14 +31,10 @@ static int count_lines_with(const char *text, const char *needle) {
 }
 
 int main(void) {
-    char args[2048], bin[512], tok[512], moby[512];
-    snprintf(bin, sizeof bin, "%s", rt_test_shared("models/stories260K/stories260K.bin"));
-    snprintf(tok, sizeof tok, "%s", rt_test_shared("models/stories260K/tok512.bin"));
-    snprintf(moby, sizeof moby, "%s", rt_test_shared("data/moby-dick.txt"));
-    snprintf(args, sizeof args,
-             "base_model=%s tokenizer=%s datasets.0.path=%s sequence_len=64 micro_batch_size=2 "
-             "val_set_size=4 eval_steps=0 logging_steps=100 lora_dropout=0 save_steps=1 save_total_limit=0",
-             bin, tok, moby);
+    char args[2048];
+    rt_stories260k_args(args, sizeof args,
+                        "sequence_len=64 micro_batch_size=2 "
+                        "val_set_size=4 eval_steps=0 logging_steps=100 lora_dropout=0 save_steps=1 save_total_limit=0");
 
     /* How much one checkpoint takes, on the ordinary disk. */
     char probe[512];

@@ -51,12 +51,7 @@ static bool same_file(const char *dir_a, const char *dir_b, const char *name) {
     char pa[700], pb[700];
     snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
     snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
-    size_t na = 0, nb = 0;
-    char *a = rt_slurp(pa, &na), *b = rt_slurp(pb, &nb);
-    bool same = a && b && na == nb && memcmp(a, b, na) == 0;
-    free(a);
-    free(b);
-    return same;
+    return rt_same_file(pa, pb);
 }
 
 int main(void) {
@@ -64,14 +59,10 @@ int main(void) {
     SKIP("data-parallel tests: this build has no MPI (apt-get install -y libopenmpi-dev openmpi-bin)");
     return rt_test_summary();
 #else
-    char common[2048], bin[512], tok[512], moby[512];
-    snprintf(bin, sizeof bin, "%s", rt_test_shared("models/stories260K/stories260K.bin"));
-    snprintf(tok, sizeof tok, "%s", rt_test_shared("models/stories260K/tok512.bin"));
-    snprintf(moby, sizeof moby, "%s", rt_test_shared("data/moby-dick.txt"));
-    snprintf(common, sizeof common,
-             "base_model=%s tokenizer=%s datasets.0.path=%s max_steps=12 lora_dropout=0 "
-             "micro_batch_size=2 eval_steps=0 val_set_size=8 logging_steps=100",
-             bin, tok, moby);
+    char common[2048];
+    rt_stories260k_args(common, sizeof common,
+                        "max_steps=12 lora_dropout=0 "
+                        "micro_batch_size=2 eval_steps=0 val_set_size=8 logging_steps=100");
     /* Open MPI unloads its plugins before LeakSanitizer's exit-time check, so
      * their allocations cannot be attributed or suppressed; leak checking of
      * the same retort code runs in the single-process tests. */
@@ -133,11 +124,13 @@ int main(void) {
 
     /* A short distillation (new student, teacher generations, online KD):
      * the whole student is trainable, so this all-reduces every weight. */
-    char dcommon[2048], d1[512], d2[512];
+    char dcommon[2048], d1[512], d2[512], bin[512];
+    snprintf(bin, sizeof bin, "%s", rt_test_shared("models/stories260K/stories260K.bin"));
     snprintf(dcommon, sizeof dcommon,
              "teacher_model=%s teacher_tokenizer=%s datasets.0.num_samples=24 "
              "datasets.0.max_new_tokens=40 val_set_size=4 teacher_logits=online kd_top_k=0 "
-             "max_steps=6 eval_steps=0 micro_batch_size=2 logging_steps=100", bin, tok);
+             "max_steps=6 eval_steps=0 micro_batch_size=2 logging_steps=100", bin,
+             rt_test_shared("models/stories260K/tok512.bin"));
     snprintf(d1, sizeof d1, "%s", rt_tmp("distill-one"));
     snprintf(d2, sizeof d2, "%s", rt_tmp("distill-two"));
     rc = rt_run(NULL, NULL, "distill %s/recipes/stories260k-distill.yaml %s gradient_accumulation_steps=2 "

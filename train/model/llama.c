@@ -354,6 +354,7 @@ void rt_llama_free(rt_llama *m) {
         free_frozen(m->norm);
     }
     rt_params_free(&m->params);
+    free(m->norm_ones);
     free(m);
 }
 
@@ -395,16 +396,12 @@ static void cache_append(rt_ctx *ctx, rt_kv_cache *c, int layer, rt_tensor **k, 
 
 /* Gemma's RMSNorm, x / rms(x) * (1 + w) (transformers' Gemma3RMSNorm: 1 + w
  * formed in f32, as here), built from rmsnorm and add so both keep their
- * tested backward; w may be trainable (full fine-tuning). */
-static rt_tensor *rmsnorm_1p(rt_ctx *ctx, rt_tensor *x, rt_tensor *w, float eps) {
+ * tested backward; w may be trainable (full fine-tuning). The ones come from
+ * m->norm_ones, made once (hidden() below). */
+static rt_tensor *rmsnorm_1p(rt_ctx *ctx, const rt_llama *m, rt_tensor *x, rt_tensor *w, float eps) {
     if (!x || !w) return NULL;
     int64_t n = rt_numel(w);
-    float *one = malloc((size_t)n * sizeof *one);
-    if (!one) return rt_ctx_fail(ctx, RT_EINTERNAL, "out of memory");
-    for (int64_t i = 0; i < n; i++) one[i] = 1.0f;
-    rt_tensor *ones = rt_from_f32(ctx, one, 1, &n);
-    free(one);
-    return rt_rmsnorm(ctx, x, rt_add(ctx, ones, w), eps);
+    return rt_rmsnorm(ctx, x, rt_add(ctx, rt_from_f32(ctx, m->norm_ones, 1, &n), w), eps);
 }
 
 /* A Gemma 3 layer (rt_arch in llama_config.h): sandwich norms, q/k norms,
@@ -418,12 +415,12 @@ static rt_tensor *block_gemma3(rt_ctx *ctx, block_args *a, rt_tensor *x) {
             Hkv = c->num_key_value_heads, Dh = rt_llama_head_dim(c);
     int64_t qs[4] = {B, T, H, Dh}, ks[4] = {B, T, Hkv, Dh}, xs[3] = {B, T, H * Dh};
 
-    rt_tensor *h = rmsnorm_1p(ctx, x, L->input_layernorm, eps);
+    rt_tensor *h = rmsnorm_1p(ctx, a->m, x, L->input_layernorm, eps);
     rt_tensor *q = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_Q], h), 4, qs);
     rt_tensor *k = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_K], h), 4, ks);
     rt_tensor *v = rt_reshape(ctx, rt_lora_forward(ctx, &L->proj[RT_PROJ_V], h), 4, ks);
-    q = rmsnorm_1p(ctx, q, L->q_norm, eps);
-    k = rmsnorm_1p(ctx, k, L->k_norm, eps);
+    q = rmsnorm_1p(ctx, a->m, q, L->q_norm, eps);
+    k = rmsnorm_1p(ctx, a->m, k, L->k_norm, eps);
     const float theta = local ? c->rope_local_base_freq : c->rope_theta;
     q = rt_rope(ctx, q, a->pos, theta, RT_ROPE_HF);
     k = rt_rope(ctx, k, a->pos, theta, RT_ROPE_HF);
@@ -433,13 +430,13 @@ static rt_tensor *block_gemma3(rt_ctx *ctx, block_args *a, rt_tensor *x) {
     if (a->cache && k && v) cache_append(ctx, a->cache, a->layer, &k, &v);
     rt_tensor *att = rt_attention_window(ctx, q, k, v, a->seg, local ? c->sliding_window : 0);
     rt_tensor *o = rt_lora_forward(ctx, &L->proj[RT_PROJ_O], rt_reshape(ctx, att, 3, xs));
-    x = rt_add(ctx, x, rmsnorm_1p(ctx, o, L->post_attention_layernorm, eps));
+    x = rt_add(ctx, x, rmsnorm_1p(ctx, a->m, o, L->post_attention_layernorm, eps));
 
-    h = rmsnorm_1p(ctx, x, L->pre_feedforward_layernorm, eps);
+    h = rmsnorm_1p(ctx, a->m, x, L->pre_feedforward_layernorm, eps);
     rt_tensor *g = rt_lora_forward(ctx, &L->proj[RT_PROJ_GATE], h);
     rt_tensor *u = rt_lora_forward(ctx, &L->proj[RT_PROJ_UP], h);
     rt_tensor *mlp = rt_lora_forward(ctx, &L->proj[RT_PROJ_DOWN], rt_geglu(ctx, g, u));
-    return rt_add(ctx, x, rmsnorm_1p(ctx, mlp, L->post_feedforward_layernorm, eps));
+    return rt_add(ctx, x, rmsnorm_1p(ctx, a->m, mlp, L->post_feedforward_layernorm, eps));
 }
 
 static rt_tensor *block(rt_ctx *ctx, void *user, rt_tensor *x) {
@@ -468,8 +465,14 @@ static rt_tensor *block(rt_ctx *ctx, void *user, rt_tensor *x) {
 /* The final RMSNorm's output [B, T, D]: the lm_head's input. */
 static rt_tensor *hidden(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *pos,
                          rt_tensor *seg, rt_kv_cache *cache) {
-    rt_tensor *x = rt_embedding(ctx, m->embed_tokens, ids);
     const bool gemma = m->cfg.arch == RT_ARCH_GEMMA3;
+    if (gemma && !m->norm_ones) {
+        int64_t n = rt_llama_head_dim(&m->cfg) > m->cfg.hidden_size ? rt_llama_head_dim(&m->cfg) : m->cfg.hidden_size;
+        if (!(m->norm_ones = malloc((size_t)n * sizeof *m->norm_ones)))
+            return rt_ctx_fail(ctx, RT_EINTERNAL, "out of memory");
+        for (int64_t i = 0; i < n; i++) m->norm_ones[i] = 1.0f;
+    }
+    rt_tensor *x = rt_embedding(ctx, m->embed_tokens, ids);
     if (gemma) x = rt_scale(ctx, x, sqrtf((float)m->cfg.hidden_size)); /* Gemma3TextScaledWordEmbedding */
     for (int li = 0; li < m->cfg.num_hidden_layers && x; li++) {
         block_args a = {m, li, pos, seg, cache};
@@ -483,7 +486,7 @@ static rt_tensor *hidden(rt_ctx *ctx, rt_llama *m, rt_tensor *ids, rt_tensor *po
             x = block(ctx, &a, x);
         }
     }
-    return gemma ? rmsnorm_1p(ctx, x, m->norm, m->cfg.rms_norm_eps)
+    return gemma ? rmsnorm_1p(ctx, m, x, m->norm, m->cfg.rms_norm_eps)
                  : rt_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps);
 }
 

@@ -51,6 +51,7 @@ typedef struct rt_llama {
     rt_params params;          /* trainable parameters (LoRA A/B), flat */
     bool gradient_checkpointing;
     bool full;                 /* every weight in params (rt_llama_new, rt_llama_new_from) */
+    float *norm_ones;          /* Gemma: max(D, head_dim) ones for the (1 + w) norms; made by the first forward */
 } rt_llama;
 
 /* Loads an HF directory or a llama2.c .bin (train/weights.h), converting
