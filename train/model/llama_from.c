@@ -22,18 +22,18 @@ static rt_status copy_dense(const rt_tensor *src, const rt_tensor *dst, float *b
     return RT_OK;
 }
 
-/* Indices of the n largest scores of the I MLP neurons, ascending. */
-static void top_neurons(const float *score, int I, int n, int *keep) {
-    char *taken = calloc((size_t)I, 1);
+/* Indices of the n <= I largest scores of the I MLP neurons, ascending;
+ * taken: I zeroed bytes of scratch. */
+static void top_neurons(const float *score, int I, int n, char *taken, int *keep) {
     for (int k = 0; k < n; k++) { /* O(n I): run once per layer at setup */
         int best = -1;
         for (int j = 0; j < I; j++)
             if (!taken[j] && (best < 0 || score[j] > score[best])) best = j;
+        if (best < 0) break; /* n > I: every neuron is kept */
         taken[best] = 1;
     }
     for (int j = 0, k = 0; j < I; j++)
         if (taken[j]) keep[k++] = j;
-    free(taken);
 }
 
 static double row_norm(const float *w, int64_t n, int64_t stride) {
@@ -57,14 +57,17 @@ static rt_status copy_mlp(const rt_llama_layer *S, const rt_llama_layer *L, int6
     }
     float *score = malloc((size_t)I * sizeof *score);
     int *keep = malloc((size_t)Id * sizeof *keep);
-    if (!score || !keep) {
+    char *taken = calloc((size_t)I, 1);
+    if (!score || !keep || !taken) {
         free(score);
         free(keep);
+        free(taken);
         return rt_errorf(RT_EINTERNAL, "out of memory");
     }
     for (int64_t j = 0; j < I; j++)
         score[j] = (float)(row_norm(gate + j * D, D, 1) * row_norm(up + j * D, D, 1) * row_norm(down + j, D, I));
-    top_neurons(score, (int)I, (int)Id, keep);
+    top_neurons(score, (int)I, (int)Id, taken, keep);
+    free(taken);
     for (int64_t k = 0; k < Id; k++) memcpy(out + k * D, gate + (int64_t)keep[k] * D, (size_t)D * sizeof *out);
     put(L->proj[RT_PROJ_GATE].weight, out);
     for (int64_t k = 0; k < Id; k++) memcpy(out + k * D, up + (int64_t)keep[k] * D, (size_t)D * sizeof *out);
